@@ -1,0 +1,1 @@
+"""ablate: design-space ablation studies of vision-language models."""

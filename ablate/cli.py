@@ -1,0 +1,123 @@
+"""The `ablate` console script.
+
+Parsing only: every subcommand's work lives in the module that owns it and is imported lazily, so
+`ablate --help` and `ablate sweep STUDY --dry-run` never import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS: dict[str, str] = {
+    "demo": "ablate.demo:cli_demo",
+    "sweep": "ablate.launch:cli_sweep",
+    "status": "ablate.launch:cli_status",
+    "collect": "ablate.results:cli_collect",
+    "report": "ablate.report:cli_report",
+    "train": "ablate.train.loop:cli_train",
+    "eval": "ablate.eval.runner:cli_eval",
+    "data synth": "ablate.data.synthetic:cli_synth",
+    "data check": "ablate.data.check:cli_check",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ablate", description="Design-space ablation studies of vision-language models.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    d = sub.add_parser("demo", help="run the laptop demo study end to end (synthetic data, tiny models)")
+    d.add_argument("--size", choices=("small", "full"), default="full", help="small = the CI-sized demo")
+    d.add_argument("--out", default="demo", help="folder for data, runs, MLflow store and report")
+    d.add_argument("--launcher", choices=("local", "slurm"), default="local")
+
+    s = sub.add_parser("sweep", help="expand a study and submit its runs (returns once submitted)")
+    s.add_argument("study", help="a study file, or a folder of study files")
+    s.add_argument("overrides", nargs="*", help="Hydra overrides applied to every point (a=x,y adds an axis)")
+    s.add_argument("--dry-run", action="store_true", help="print the design points and their count; submit nothing")
+    s.add_argument("--launcher", choices=("local", "slurm", "debug"), help="override launcher=")
+    s.add_argument("--wait", action="store_true", help="block until every submitted run has finished")
+    s.add_argument("--studies-dir", default="studies", help="where study manifests and submitit logs go")
+
+    st = sub.add_parser("status", help="state of every run of a study (SLURM accounting + run directories)")
+    st.add_argument("study")
+    st.add_argument("--studies-dir", default="studies")
+    st.add_argument("--watch", type=float, default=0, help="refresh every N seconds until all runs end")
+
+    c = sub.add_parser("collect", help="read MLflow + run directories into tidy parquet tables")
+    c.add_argument("study")
+    c.add_argument("--out", help="folder for runs/scores/examples parquet (default: studies/<study>/tables)")
+    c.add_argument("--studies-dir", default="studies")
+
+    r = sub.add_parser("report", help="CSV tables, plots and an HTML/Markdown report of a study")
+    r.add_argument("study")
+    r.add_argument("--out", required=True, help="report folder")
+    r.add_argument("--studies-dir", default="studies")
+    r.add_argument("--correction", choices=("holm", "fdr_bh"), default="holm")
+
+    t = sub.add_parser("train", help="train one design point locally into runs/<run_key>/")
+    t.add_argument("overrides", nargs="*", help="Hydra overrides")
+
+    e = sub.add_parser("eval", help="evaluate a run directory or checkpoint on benchmarks")
+    e.add_argument("target", help="runs/<run_key> or a model directory")
+    e.add_argument("--benchmarks", help="comma-separated benchmark ids (default: the run's eval config)")
+    e.add_argument("--limit", type=int, help="fixed-seed subset size per benchmark")
+    e.add_argument("overrides", nargs="*", help="Hydra overrides of the eval group (e.g. eval.root=...)")
+
+    da = sub.add_parser("data", help="synthetic data and data-root checks")
+    dsub = da.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    ds = dsub.add_parser("synth", help="write the synthetic shapes world in the real on-disk formats")
+    ds.add_argument("--out", required=True)
+    ds.add_argument("--size", type=int, default=2000, help="number of training images")
+    ds.add_argument("--seed", type=int, default=0)
+    dc = dsub.add_parser("check", help="validate a data root and print counts per file")
+    dc.add_argument("root")
+    return p
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from ablate.design import expand, load_studies
+
+    overrides = list(args.overrides) + ([f"launcher={args.launcher}"] if args.launcher else [])
+    seen: dict[str, str] = {}
+    total = 0
+    for study in load_studies(args.study):
+        points = expand(study, overrides)
+        axes = sorted({k for p in points for k in p.axes})
+        print(f"study {study.name} ({study.path}, mode {study.mode}): {len(points)} points")
+        header = ["run_key", "seed", "name", *axes]
+        rows = [[p.run_key, str(p.seed), p.name, *(p.axes.get(a, "") for a in axes)] for p in points]
+        widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+        for p in points:
+            seen.setdefault(p.run_key, p.name)
+        total += len(points)
+        print()
+    print(f"{total} design points, {len(seen)} unique runs")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from ablate.config import ConfigError
+
+    try:
+        if args.command == "sweep" and args.dry_run:
+            return _dry_run(args)
+        key = f"data {args.data_command}" if args.command == "data" else args.command
+        module, _, func = COMMANDS[key].partition(":")
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""Typed schemas for every Hydra config group, and validation that runs before anything trains.
+
+Each group under ``conf/`` (vision, image, projector, llm, recipe, data, train, eval, launcher, tracking,
+runtime) has one dataclass here, registered in Hydra's ConfigStore so that a wrong type or an unknown key in
+a YAML file fails at compose time.  ``validate`` then checks values and cross-axis combinations and raises
+``ConfigError`` with one line naming the key, the bad value and what is allowed.
+
+Nothing in this module imports torch: the CLI's dry runs and ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+# Axis groups: config groups whose chosen option is a design axis (their `id` is the level).
+AXIS_GROUPS = ("vision", "image", "projector", "llm", "recipe", "data")
+# Every config group under conf/ (axis groups + the rest).
+ALL_GROUPS = (*AXIS_GROUPS, "train", "eval", "launcher", "tracking", "runtime")
+
+
+class ConfigError(ValueError):
+    """A config value or combination is invalid; the message is one line naming key, value and allowed."""
+
+
+# ----------------------------------------------------------------------------------------------- vision
+@dataclass
+class BackboneConfig:
+    """One ViT branch of a (possibly fused) vision backbone."""
+
+    family: str = MISSING  # registry family: open_clip | hf-clip | hf-siglip | hf-dinov2 | timm | patch-embed
+    arch: str = MISSING  # architecture name inside the family (open_clip model name, timm name, HF id)
+    pretrained: str | None = None  # weights tag (e.g. "openai", "webli", "lvd142m"); None = random init
+    path: str | None = None  # local weights dir/file; None = local HF/open_clip cache (never downloaded)
+    image_size: int = 224
+    patch_size: int = 14
+    width: int = 1024  # feature dim D of the patch features
+    depth: int = 24
+    heads: int = 16
+    mlp_ratio: float = 4.0
+    mean: list[float] = field(default_factory=lambda: [0.48145466, 0.4578275, 0.40821073])
+    std: list[float] = field(default_factory=lambda: [0.26862954, 0.26130258, 0.27577711])
+    # which block's output is used: -2 = second-to-last (Prismatic); CLS/register tokens are dropped.
+    feature_layer: int = -2
+    num_prefix_tokens: int = 1  # CLS (+ registers) tokens to drop
+
+
+@dataclass
+class VisionConfig:
+    id: str = MISSING
+    backbones: list[BackboneConfig] = field(default_factory=list)
+    image_size: int = 224  # input resolution S every branch is fed
+
+
+# ------------------------------------------------------------------------------------------------ image
+@dataclass
+class ImageConfig:
+    id: str = MISSING  # resize-naive | letterbox | resize-crop
+
+
+# -------------------------------------------------------------------------------------------- projector
+@dataclass
+class ProjectorConfig:
+    id: str = MISSING  # linear | mlp | fused-mlp | perceiver | qformer
+    num_tokens: int | None = None  # resamplers: number of learned queries (output tokens); None otherwise
+    depth: int = 2  # resamplers: number of cross-attention / query-transformer layers
+    heads: int = 8
+    hidden_mult: int = 4  # fused-mlp: first hidden width = hidden_mult * input width
+
+
+# -------------------------------------------------------------------------------------------------- llm
+@dataclass
+class LLMConfig:
+    id: str = MISSING
+    family: str = "llama"  # llama | mistral | phi | qwen2 ...: HF model_type of the causal LM
+    hf_id: str | None = None  # HF hub id resolved in the local cache only (HF_HUB_OFFLINE)
+    path: str | None = None  # local directory with config + weights + tokenizer; wins over hf_id
+    prompt_format: str = "base"  # base | vicuna-v1.5 | llama-2-chat | mistral-instruct | tokenizer
+    chat: bool = False  # instruction-tuned (chat) LM vs base LM: a readable axis level
+    # random init from this HF config (tiny test LMs); None = load weights from path/hf_id
+    random_init: dict[str, Any] | None = None
+    tokenizer: str | None = None  # "synthetic-bpe" builds a byte-level BPE in-process; None = from weights
+    image_positions: str = "1d"  # 1d | rope-2d (2-D rotary positions for image patches)
+    max_length: int = 2048
+    pad_to_multiple_of: int = 64
+
+
+# ----------------------------------------------------------------------------------------------- recipe
+@dataclass
+class StagePlan:
+    name: str = MISSING  # align | finetune | full-finetune
+    trainable: list[str] = field(default_factory=list)  # of: projector, llm, vision
+    data: str = "finetune"  # align | finetune: which split of the data mix feeds the stage
+
+
+@dataclass
+class RecipeConfig:
+    id: str = MISSING
+    stages: list[StagePlan] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------------- data
+@dataclass
+class DataSource:
+    name: str = MISSING  # readable name, e.g. "llava-v15-665k"
+    json: str = MISSING  # path relative to data root
+    images: str = "."  # image folder relative to data root
+
+
+@dataclass
+class DataConfig:
+    id: str = MISSING
+    root: str = "data"  # data root (a path: not part of the run identity)
+    align: list[DataSource] = field(default_factory=list)
+    finetune: list[DataSource] = field(default_factory=list)
+    cotraining: bool = True  # keep language-only examples in finetune
+    on_bad_example: str = "skip"  # skip | fail
+    synthetic: dict[str, Any] | None = None  # shapes world: {size, seed}; generated under root if missing
+
+
+# ------------------------------------------------------------------------------------------------ train
+@dataclass
+class StageHParams:
+    lr: float = 2e-5
+    weight_decay: float = 0.1
+    global_batch: int = 128
+    per_device_batch: int = 16
+    epochs: float | None = None  # None = train.epochs
+    warmup_ratio: float = 0.03
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 1.0  # finetune epochs; fractional = step budget
+    max_steps: int | None = None  # cap per stage (tests/demo)
+    seed: int = 7
+    align: StageHParams = field(
+        default_factory=lambda: StageHParams(lr=1e-3, weight_decay=0.0, global_batch=256, epochs=1.0)
+    )
+    finetune: StageHParams = field(default_factory=StageHParams)
+    precision: str = "bf16"  # bf16 | fp32 (compute dtype of trained parts)
+    frozen_vision_dtype: str = "bf16"
+    activation_checkpointing: bool = True
+    sharding: str = "full"  # full | grad-op | none
+    group_by_modality_length: bool = True
+
+
+# ------------------------------------------------------------------------------------------------- eval
+@dataclass
+class EvalConfig:
+    id: str = MISSING
+    root: str = "data/eval"  # benchmark data root (a path)
+    benchmarks: list[str] = field(default_factory=list)
+    limit: int | None = None  # fixed-seed subset size per benchmark
+    subset_seed: int = 0
+    closed_set: str = "prob"  # prob (option probabilities, as Prismatic) | generate (generate + parse)
+    max_new_tokens: int = 128
+    batch_size: int = 16
+
+
+# ------------------------------------------------------------------------------------- launcher/tracking
+@dataclass
+class LauncherConfig:
+    id: str = MISSING  # local | slurm | debug
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 60 * 24
+    nodes: int = 1
+    gpus_per_node: int = 0
+    tasks_per_node: int = 1
+    cpus_per_task: int = 1
+    mem_gb: float | None = None
+    array_parallelism: int = 64
+    max_requeues: int = 3
+    signal_delay_s: int = 120
+    extra: dict[str, Any] = field(default_factory=dict)  # extra sbatch parameters
+    setup: list[str] = field(default_factory=list)  # shell lines run before the job
+
+
+@dataclass
+class TrackingConfig:
+    id: str = MISSING
+    uri: str = "sqlite:///runs/mlflow.db"
+    artifact_root: str = "runs/mlflow-artifacts"
+
+
+@dataclass
+class RuntimeConfig:
+    """Operational settings: never part of a run's identity."""
+
+    runs_dir: str = "runs"
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_last: int = 2
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    progress: bool = True
+
+
+@dataclass
+class AblateConfig:
+    study: str = "adhoc"
+    vision: VisionConfig = MISSING
+    image: ImageConfig = MISSING
+    projector: ProjectorConfig = MISSING
+    llm: LLMConfig = MISSING
+    recipe: RecipeConfig = MISSING
+    data: DataConfig = MISSING
+    train: TrainConfig = MISSING
+    eval: EvalConfig = MISSING
+    launcher: LauncherConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    runtime: RuntimeConfig = MISSING
+
+
+def register_configs() -> None:
+    """Register the typed top-level schema in Hydra's ConfigStore; conf/config.yaml lists it first in its
+    defaults, so every group file merges into its group's dataclass (unknown keys and wrong types fail)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="ablate_schema", node=AblateConfig)
+
+
+# ------------------------------------------------------------------------------------------- validation
+IMAGE_IDS = ("resize-naive", "letterbox", "resize-crop")
+PROJECTOR_IDS = ("linear", "mlp", "fused-mlp", "perceiver", "qformer")
+RESAMPLERS = ("perceiver", "qformer")
+PROMPT_FORMATS = ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct", "tokenizer")
+IMAGE_POSITIONS = ("1d", "rope-2d")
+ROPE_2D_FAMILIES = ("llama", "mistral", "qwen2")
+STAGE_NAMES = ("align", "finetune", "full-finetune")
+COMPONENTS = ("projector", "llm", "vision")
+BACKBONE_FAMILIES = ("open_clip", "hf-clip", "hf-siglip", "hf-dinov2", "timm", "patch-embed")
+LAUNCHERS = ("local", "slurm", "debug")
+
+
+def _allowed(key: str, value: Any, allowed: tuple | list) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}: invalid value {value!r}; allowed: {', '.join(map(str, allowed))}")
+
+
+def _check(cond: bool, key: str, value: Any, expected: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: invalid value {value!r}; expected {expected}")
+
+
+def feature_width(cfg: Any) -> int:
+    """Channel width D of the (fused) vision features: the sum of the branches' widths."""
+    return int(sum(b.width for b in cfg.vision.backbones))
+
+
+def validate(cfg: Any) -> None:
+    """Check values and cross-axis combinations of a composed config; raise ConfigError (one line)."""
+    v = cfg.vision
+    _check(len(v.backbones) >= 1, "vision.backbones", list(v.backbones), "at least one backbone")
+    grids = set()
+    for i, b in enumerate(v.backbones):
+        _allowed(f"vision.backbones[{i}].family", b.family, BACKBONE_FAMILIES)
+        _check(b.image_size == v.image_size, f"vision.backbones[{i}].image_size", b.image_size,
+               f"{v.image_size} (the backbone's resolution vision.image_size; {v.id} supports only that)")
+        grids.add(v.image_size // b.patch_size)
+    _check(len(grids) == 1, "vision.backbones", v.id, f"branches with one patch grid, got grids {sorted(grids)}")
+    _allowed("image", cfg.image.id, IMAGE_IDS)
+
+    p = cfg.projector
+    _allowed("projector", p.id, PROJECTOR_IDS)
+    fused = len(v.backbones) > 1
+    if p.id == "fused-mlp" and not fused:
+        raise ConfigError(f"projector: invalid value 'fused-mlp' for single backbone vision={v.id!r}; "
+                          "allowed: linear, mlp, perceiver, qformer")
+    if p.id in RESAMPLERS:
+        _check(p.num_tokens is not None and p.num_tokens > 0, "projector.num_tokens", p.num_tokens,
+               f"a positive number of learned queries for projector={p.id}")
+    elif p.num_tokens is not None:
+        raise ConfigError(f"projector.num_tokens: invalid value {p.num_tokens!r}; "
+                          f"expected null for projector={p.id} (only perceiver/qformer resample)")
+
+    llm = cfg.llm
+    _allowed("llm.prompt_format", llm.prompt_format, PROMPT_FORMATS)
+    _allowed("llm.image_positions", llm.image_positions, IMAGE_POSITIONS)
+    if llm.image_positions == "rope-2d":
+        _check(llm.family in ROPE_2D_FAMILIES, "llm.image_positions", "rope-2d",
+               f"an LLM of family {'/'.join(ROPE_2D_FAMILIES)}, got llm={llm.id} ({llm.family})")
+        _check(p.id not in RESAMPLERS, "llm.image_positions", "rope-2d",
+               f"a projector that keeps the patch grid, got projector={p.id}")
+    _check(llm.path is not None or llm.hf_id is not None or llm.random_init is not None, "llm", llm.id,
+           "one of llm.path, llm.hf_id or llm.random_init")
+
+    stages = cfg.recipe.stages
+    _check(len(stages) >= 1, "recipe.stages", list(stages), "at least one stage")
+    for i, s in enumerate(stages):
+        _allowed(f"recipe.stages[{i}].name", s.name, STAGE_NAMES)
+        for c in s.trainable:
+            _allowed(f"recipe.stages[{i}].trainable", c, COMPONENTS)
+        _allowed(f"recipe.stages[{i}].data", s.data, ("align", "finetune"))
+    has_align = any(s.name == "align" for s in stages)
+    if not has_align and cfg.train.align.epochs not in (None, 1.0):
+        raise ConfigError(f"train.align.epochs: invalid value {cfg.train.align.epochs!r} for single-stage "
+                          f"recipe={cfg.recipe.id}; the recipe has no align stage")
+    if has_align:
+        _check(len(cfg.data.align) > 0 or cfg.data.synthetic is not None, "data.align", [],
+               f"align sources for recipe={cfg.recipe.id}")
+    for v_backbone in v.backbones:
+        if v_backbone.family == "patch-embed" and any("vision" not in s.trainable for s in stages):
+            raise ConfigError(f"recipe: invalid value {cfg.recipe.id!r} for vision={v.id!r}; patch-embed has "
+                              "no pretrained encoder, so allowed recipes train vision in every stage")
+
+    t = cfg.train
+    _check(t.epochs > 0, "train.epochs", t.epochs, "> 0 (fractional epochs are step budgets)")
+    for name in ("align", "finetune"):
+        h = getattr(t, name)
+        _check(h.lr > 0, f"train.{name}.lr", h.lr, "> 0")
+        _check(h.global_batch % h.per_device_batch == 0, f"train.{name}.global_batch", h.global_batch,
+               f"a multiple of train.{name}.per_device_batch={h.per_device_batch}")
+    _allowed("train.precision", t.precision, ("bf16", "fp32"))
+    _allowed("train.sharding", t.sharding, ("full", "grad-op", "none"))
+    _allowed("data.on_bad_example", cfg.data.on_bad_example, ("skip", "fail"))
+    _allowed("eval.closed_set", cfg.eval.closed_set, ("prob", "generate"))
+    _allowed("launcher", cfg.launcher.id, LAUNCHERS)
+    _check(cfg.launcher.tasks_per_node >= 1, "launcher.tasks_per_node", cfg.launcher.tasks_per_node, ">= 1")
