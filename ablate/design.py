@@ -59,23 +59,52 @@ def _one_line(exc: BaseException) -> str:
     return " ".join([head, *details])
 
 
-def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
-    """Compose conf/config.yaml with Hydra overrides into a resolved DictConfig; validate it."""
+@cache
+def _compose_groups(group_overrides: tuple[str, ...]) -> Any:
+    """Hydra composition for one choice of config-group options (cached: it is the slow part, ~0.3 s)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import OmegaConf
 
     from ablate.config import register_configs
 
-    overrides = list(overrides)
-    _check_group_values(overrides)
     register_configs()
     if not GlobalHydra.instance().is_initialized():
         initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ablate")
+    return hydra_compose(config_name="config", overrides=list(group_overrides))
+
+
+def _is_group_override(ov: str) -> bool:
+    key = ov.partition("=")[0]
+    return ov[:1] in "+~" or key.split("@")[0] in ALL_GROUPS or key.startswith("hydra")
+
+
+def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
+    """Compose conf/config.yaml with Hydra overrides into a resolved DictConfig; validate it.
+
+    Group choices (``vision=...``) go through Hydra's composition (cached per choice); value overrides
+    (``train.seed=3``) are parsed with Hydra's override grammar and set on a copy of the typed config, so
+    expanding a 1,000-point study composes each group combination once.
+    """
+    import copy
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    overrides = list(overrides)
+    _check_group_values(overrides)
+    groups = tuple(o for o in overrides if _is_group_override(o))
+    values = [o for o in overrides if not _is_group_override(o)]
     try:
-        cfg = hydra_compose(config_name="config", overrides=overrides)
+        cfg = copy.deepcopy(_compose_groups(groups))
+        for ov in OverridesParser.create().parse_overrides(values):
+            if ov.is_sweep_override():
+                raise ConfigError(f"{ov.key_or_group}: invalid value {ov.input_line!r}; expected one value, "
+                                  "not a sweep (sweeps belong in a study's axes)")
+            OmegaConf.update(cfg, ov.key_or_group, ov.value(), merge=False)
         OmegaConf.resolve(cfg)
+    except ConfigError:
+        raise
     except Exception as exc:  # Hydra/OmegaConf errors: re-raise as one clear line
         raise ConfigError(f"overrides {overrides}: {_one_line(exc)}") from None
     if check:
