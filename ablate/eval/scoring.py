@@ -144,7 +144,9 @@ def normalize_vqa(text: str) -> str:
 
 def normalize_vqa_lmms(text: str) -> str:
     """lmms-eval's vqav2 normalization (its digit-comma regex is the lookaround form)."""
-    return process_digit_article(process_punctuation(strip_whitespace(text), digit_comma=DIGIT_COMMA_LOOKAROUND))
+    return process_digit_article(
+        process_punctuation(strip_whitespace(text), digit_comma=DIGIT_COMMA_LOOKAROUND)
+    )
 
 
 def normalize_vlmevalkit(text: str) -> str:
@@ -165,12 +167,16 @@ _VIZWIZ_API_CONTRACTIONS = vizwiz_contractions("\u2019")
 
 def normalize_vizwiz(text: str) -> str:
     """VizWiz prediction normalization as in TRI's copy of the VizWiz API (backtick contractions)."""
-    return process_digit_article(process_punctuation(strip_whitespace(text)), contractions=_VIZWIZ_TRI_CONTRACTIONS)
+    return process_digit_article(
+        process_punctuation(strip_whitespace(text)), contractions=_VIZWIZ_TRI_CONTRACTIONS
+    )
 
 
 def normalize_vizwiz_api(text: str) -> str:
     """VizWiz prediction normalization as in Qing Li's VizWiz API (U+2019 contractions)."""
-    return process_digit_article(process_punctuation(strip_whitespace(text)), contractions=_VIZWIZ_API_CONTRACTIONS)
+    return process_digit_article(
+        process_punctuation(strip_whitespace(text)), contractions=_VIZWIZ_API_CONTRACTIONS
+    )
 
 
 _NO_PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -252,7 +258,9 @@ VQA_VARIANTS: dict[str, VQAVariant] = {
 }
 
 
-def vqa_accuracy(prediction: str, answers: Sequence[str | Mapping[str, Any]], *, variant: str = "official") -> float:
+def vqa_accuracy(
+    prediction: str, answers: Sequence[str | Mapping[str, Any]], *, variant: str = "official"
+) -> float:
     """VQA soft accuracy in [0, 1]: mean over held-out annotators i of min(1, #{j != i: gt_j == pred} / 3).
 
     ``answers`` are strings (held out by index) or answer dicts with an ``"answer"`` key; for the variants
@@ -271,7 +279,9 @@ def vqa_accuracy(prediction: str, answers: Sequence[str | Mapping[str, Any]], *,
     try:
         raw = [str(item["answer"]) if as_dicts else str(item) for item in answers]  # type: ignore[index]
     except (KeyError, TypeError):
-        raise ValueError(f"vqa_accuracy: every answer must be a str or a dict with 'answer'; got {answers!r}") from None
+        raise ValueError(
+            f"vqa_accuracy: every answer must be a str or a dict with 'answer'; got {answers!r}"
+        ) from None
 
     pred = normalize(prediction, spec.prediction)
     gts = [normalize(text, spec.answers) for text in raw]
@@ -494,7 +504,9 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def box_hit(prediction: Sequence[float] | None, target: Sequence[float], *, threshold: float = REC_IOU_THRESHOLD) -> bool:
+def box_hit(
+    prediction: Sequence[float] | None, target: Sequence[float], *, threshold: float = REC_IOU_THRESHOLD
+) -> bool:
     """A REC hit: a parsed box with IoU >= threshold (0.5; ``OCIDREF_IOU_THRESHOLD`` for OCID-Ref)."""
     return prediction is not None and box_iou(prediction, target) >= threshold
 
@@ -596,9 +608,9 @@ def extract_choice(output: str, choices: Mapping[str, str], *, variant: str = "v
 
 
 _COUNT_WORDS = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen twenty"
-).split()
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+    "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+)  # fmt: skip
 _COUNT_PATTERN = re.compile(r"(\b([0-9]|1[0-9]|20)\b|\b(" + "|".join(_COUNT_WORDS) + r")\b)")
 
 
@@ -661,19 +673,35 @@ def binary_f1(labels: Sequence[int], predictions: Sequence[int]) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def vizwiz_unanswerable_metrics(
-    predictions: Sequence[str], answerable: Sequence[int], *, variant: str = "vizwiz"
-) -> dict[str, float]:
-    """The VizWiz API's unanswerability scores (fractions; the API reports round(100 * x, 2)).
+#: The VQA-accuracy variant (and normalizer) Prismatic's VizWiz numbers were made with.
+VIZWIZ_VARIANT = "vizwiz"
 
-    A prediction says "unanswerable" when its VQA normalization (``variant`` is a ``NORMALIZERS`` name)
-    equals "unanswerable"; AP and F1 are computed on the unanswerable class (label ``1 - answerable``).
-    """
-    if len(predictions) != len(answerable):
-        raise ValueError(f"vizwiz_unanswerable_metrics: {len(predictions)} predictions but {len(answerable)} labels")
-    predicted_unanswerable = [int(normalize(p, variant) == "unanswerable") for p in predictions]
-    unanswerable = [1 - int(a) for a in answerable]
+
+def is_unanswerable(output: str, *, normalizer: str = VIZWIZ_VARIANT) -> bool:
+    """The VizWiz API's test: the normalized prediction equals "unanswerable"."""
+    return normalize(output, normalizer) == "unanswerable"
+
+
+def unanswerable_metrics(
+    predicted_unanswerable: Sequence[bool | int], unanswerable: Sequence[bool | int]
+) -> dict[str, float]:
+    """AP and F1 of the unanswerable class (fractions; the VizWiz API reports round(100 * x, 2))."""
+    if len(predicted_unanswerable) != len(unanswerable):
+        raise ValueError(
+            f"unanswerable_metrics: {len(predicted_unanswerable)} predictions but {len(unanswerable)} labels"
+        )
+    predicted = [int(bool(p)) for p in predicted_unanswerable]
+    labels = [int(bool(y)) for y in unanswerable]
     return {
-        "average_precision": average_precision(unanswerable, [float(p) for p in predicted_unanswerable]),
-        "f1": binary_f1(unanswerable, predicted_unanswerable),
+        "average_precision": average_precision(labels, [float(p) for p in predicted]),
+        "f1": binary_f1(labels, predicted),
     }
+
+
+def vizwiz_unanswerable_metrics(
+    predictions: Sequence[str], answerable: Sequence[int], *, normalizer: str = VIZWIZ_VARIANT
+) -> dict[str, float]:
+    """``unanswerable_metrics`` from raw predictions and the VizWiz ``answerable`` 0/1 field."""
+    return unanswerable_metrics(
+        [is_unanswerable(p, normalizer=normalizer) for p in predictions], [1 - int(a) for a in answerable]
+    )
