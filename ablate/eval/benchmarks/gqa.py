@@ -1,0 +1,58 @@
+"""GQA test-dev balanced (Prismatic: TRI's prediction normalization, raw gold, exact match).
+
+File: ``gqa/testdev_balanced_questions.json`` = ``{qid: {question, answer, imageId, isBalanced, types:
+{structural, semantic, detailed}, ...}}``; images ``gqa/images/<imageId>.jpg``.  Only ``isBalanced``
+questions are evaluated (as the official eval.py).  Example id = the question id (the dict key).
+Open questions are ``types.structural == "query"``; the rest are binary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ablate.eval.benchmarks.base import (
+    Benchmark,
+    Example,
+    common_metrics,
+    field_of,
+    format_error,
+    grouped_accuracy,
+    mean,
+    read_json,
+)
+from ablate.eval.benchmarks.prompts import vqa_prompt
+from ablate.eval.scoring import gqa_match
+
+
+class GQA(Benchmark):
+    id = "gqa"
+    description = "exact match after TRI's normalization (punctuation removed, lowercased)"
+
+    def read(self) -> list[Example]:
+        path = self.root / "gqa" / "testdev_balanced_questions.json"
+        data = read_json(path)
+        if not isinstance(data, dict):
+            raise format_error(path, "top level", f"an object mapping question id -> question, got {type(data).__name__}")
+        examples = []
+        for qid, q in data.items():
+            where = f"question {qid!r}"
+            if not field_of(q, "isBalanced", bool, path, where):
+                continue
+            structural = field_of(field_of(q, "types", dict, path, where), "structural", str, path,
+                                  f"{where} types")
+            examples.append(Example(
+                example_id=str(qid),
+                image=self.root / "gqa" / "images" / f"{field_of(q, 'imageId', str, path, where)}.jpg",
+                prompt=vqa_prompt(field_of(q, "question", str, path, where)),
+                gold=field_of(q, "answer", str, path, where),
+                meta={"structural": structural, "kind": "open" if structural == "query" else "binary"},
+            ))
+        return examples
+
+    def score_text(self, example: Example, output: str) -> dict[str, Any]:
+        hit = bool(gqa_match(output, example.gold, variant="tri"))
+        return {"parsed": output, "parse_ok": bool(output.strip()), "score": float(hit), "correct": hit}
+
+    def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        return {"accuracy": mean(r["score"] for r in records), **grouped_accuracy(records, "kind"),
+                **common_metrics(records)}
