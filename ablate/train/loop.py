@@ -1,0 +1,378 @@
+"""The training loop: every stage of a recipe, resumable, on one process or FSDP2 ranks; ``ablate train``.
+
+Per stage: a fresh model (seeded; weights of the previous stage loaded from its stage-end checkpoint), the
+stage's freeze plan, ``parallelize``, AdamW (no weight decay on biases and 1-D params), linear warmup +
+cosine decay, gradient accumulation up to ``global_batch`` (``per_device_batch`` x ranks x accumulation
+steps), grad-norm clipping, and a step budget of ``ceil(epochs x steps_per_epoch)`` capped by
+``train.max_steps`` (fractional epochs are step budgets).  The order of examples is a seeded permutation
+per (stage, epoch) and each global batch is split into micro-batches the same way for any number of ranks,
+so 1 process and N ranks see the same batches and a resumed run sees exactly the batches it had left.
+
+Resuming: ``run_dir/checkpoints/step-<N>`` (written every ``runtime.checkpoint_every`` steps and at every
+stage end) restores weights, optimizer, scheduler, RNG and the data position (stage, step); the final
+parameters are bit-identical to an uninterrupted run on CPU.  Rank 0 shows tqdm, logs a plain line every
+``runtime.log_every`` steps, appends one JSON line per step to ``run_dir/train_log.jsonl``, rewrites
+``run_dir/progress.json`` and sends ``train/<stage>/{loss,lr,tokens_per_s}`` to the tracker.  A NaN/Inf
+loss stops the run with the stage, step and example ids of the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ablate.train import checkpoint
+from ablate.train.stages import Stage, apply, plan
+from ablate.train.strategy import (
+    DistInfo,
+    all_reduce_sum,
+    autocast,
+    device_mesh,
+    init_distributed,
+    parallelize,
+)
+
+log = logging.getLogger(__name__)
+
+Collate = Callable[[list[Any]], Mapping[str, Any]]
+ModelBuilder = Callable[[Any], nn.Module]
+DataBuilder = Callable[[Any, Stage, nn.Module], tuple[Sequence[Any], Collate]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/Inf; the message names the stage, step and example ids of the batch."""
+
+
+# ------------------------------------------------------------------------------------ optimizer/schedule
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Trainable parameters split into decayed (matrices) and not decayed (biases and all 1-D params)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or name.endswith(".bias") else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, stage: Stage) -> torch.optim.AdamW:
+    groups = [g for g in param_groups(model, stage.weight_decay) if g["params"]]
+    if not groups:
+        raise ValueError(f"recipe stage {stage.name!r}: no trainable parameters (trainable={list(stage.trainable)})")
+    return torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
+
+
+def warmup_cosine(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
+    """LR multiplier: linear warmup over ceil(ratio x total) steps, then cosine decay to 0."""
+    warmup = math.ceil(warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> Any:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_ratio))
+
+
+# ------------------------------------------------------------------------------------------ budgets/data
+@dataclass(frozen=True)
+class Budget:
+    steps_per_epoch: int
+    total_steps: int
+    accumulation: int  # micro-batches per rank per optimizer step
+
+
+def budget(stage: Stage, n_examples: int, world_size: int) -> Budget:
+    """Optimizer steps of a stage (epochs x steps per epoch, capped by max_steps) and accumulation steps."""
+    per_step = stage.per_device_batch * world_size
+    if stage.global_batch % per_step:
+        raise ValueError(f"train.{'align' if stage.name == 'align' else 'finetune'}.global_batch: invalid value "
+                         f"{stage.global_batch}; expected a multiple of per_device_batch x ranks = {per_step}")
+    steps_per_epoch = n_examples // stage.global_batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"stage {stage.name}: {n_examples} examples is fewer than one global batch "
+                         f"({stage.global_batch}); lower the global batch or add data")
+    total = max(1, math.ceil(stage.epochs * steps_per_epoch))
+    if stage.max_steps is not None:
+        total = min(total, int(stage.max_steps))
+    return Budget(steps_per_epoch, total, stage.global_batch // per_step)
+
+
+def epoch_order(n_examples: int, seed: int, stage_index: int, epoch: int) -> list[int]:
+    """The seeded order of examples in one epoch of one stage (independent of the global RNG and ranks)."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 1009 + epoch)
+    return torch.randperm(n_examples, generator=gen).tolist()
+
+
+def micro_batches(order: Sequence[int], step_in_epoch: int, stage: Stage, info: DistInfo) -> list[list[int]]:
+    """This rank's micro-batches of one global batch: micro-batch m goes to rank m % world_size."""
+    start = step_in_epoch * stage.global_batch
+    batch = order[start:start + stage.global_batch]
+    size = stage.per_device_batch
+    chunks = [list(batch[i:i + size]) for i in range(0, len(batch), size)]
+    return chunks[info.rank::info.world_size]
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple) and batch and isinstance(batch[0], torch.Tensor):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------- defaults
+def default_model(cfg: Any) -> nn.Module:
+    from ablate.models.vlm import build_vlm
+
+    return build_vlm(cfg)
+
+
+def default_data(cfg: Any, stage: Stage, model: nn.Module) -> tuple[Sequence[Any], Collate]:
+    """The stage's split of the data mix and a collate function bound to the model's tokenizer."""
+    from ablate.data.llava import collate
+    from ablate.data.mixes import build_mix
+
+    dataset = build_mix(cfg, stage.data)
+
+    def collate_fn(examples: list[Any]) -> Mapping[str, Any]:
+        return collate(examples, pad_token_id=model.tokenizer.pad_token_id)
+
+    return dataset, collate_fn
+
+
+# ---------------------------------------------------------------------------------------------- logging
+class RunLog:
+    """Rank 0's outputs: plain log lines, ``train_log.jsonl``, ``progress.json`` and the tracker."""
+
+    def __init__(self, run_dir: Path, info: DistInfo, tracker: Any | None, log_every: int) -> None:
+        self.run_dir, self.info, self.tracker, self.log_every = run_dir, info, tracker, max(1, log_every)
+
+    def step(self, stage: Stage, step: int, total: int, record: dict[str, float]) -> None:
+        if not self.info.is_main:
+            return
+        with open(self.run_dir / "train_log.jsonl", "a") as fh:
+            fh.write(json.dumps({"stage": stage.name, "stage_index": stage.index, "step": step, **record}) + "\n")
+        if step % self.log_every == 0 or step == total:
+            log.info("stage %s step %d/%d loss %.4f lr %.3g grad_norm %.3f tokens/s %.0f", stage.name, step, total,
+                     record["loss"], record["lr"], record["grad_norm"], record["tokens_per_s"])
+            self.progress(stage.name, step, total)
+            if self.tracker is not None:
+                self.tracker.log_metrics({f"train/{stage.name}/{k}": record[k]
+                                          for k in ("loss", "lr", "tokens_per_s", "grad_norm")}, step=step)
+
+    def progress(self, stage: str, step: int, total: int, phase: str = "train") -> None:
+        if not self.info.is_main:
+            return
+        tmp = self.run_dir / f".progress.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps({"phase": phase, "stage": stage, "step": step, "total": total,
+                                   "time": time.time()}))
+        tmp.replace(self.run_dir / "progress.json")
+
+
+def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Per-step records of a run (the last record of each (stage, step), in order)."""
+    records: dict[tuple[int, int], dict[str, Any]] = {}
+    path = Path(run_dir) / "train_log.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        rec = json.loads(line)
+        records[(rec["stage_index"], rec["step"])] = rec
+    return [records[k] for k in sorted(records)]
+
+
+# ------------------------------------------------------------------------------------------- one stage
+def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Mapping[str, Any]],
+                    stage: Stage, step: int, cfg: Any, info: DistInfo, sharded: bool) -> tuple[float, float, float]:
+    """Forward/backward over this rank's micro-batches, clip, step; return (mean loss, grad norm, tokens)."""
+    loss_sum = torch.zeros(3, dtype=torch.float64)  # loss sum, micro-batch count, tokens
+    bad_ids: list[str] = []
+    n_micro = len(batches)
+    total_micro = stage.global_batch // stage.per_device_batch
+    for m, batch in enumerate(batches):
+        if sharded:
+            model.set_requires_gradient_sync(m == n_micro - 1)
+        with autocast(cfg, info.device, sharded):
+            loss = model(to_device(batch, info.device))
+        value = loss.detach().float().cpu()
+        if not torch.isfinite(value):
+            bad_ids.extend(str(i) for i in batch.get("example_ids", []))
+        (loss * (info.world_size / total_micro)).backward()
+        loss_sum += torch.tensor([value.item(), 1.0, float(batch["attention_mask"].sum())], dtype=torch.float64)
+    all_reduce_sum(loss_sum)
+    mean_loss = float(loss_sum[0] / loss_sum[1])
+    if not math.isfinite(mean_loss):
+        where = f"examples {bad_ids}" if bad_ids else "examples on another rank"
+        raise NonFiniteLossError(f"stage {stage.name} step {step}: loss is {mean_loss}; batch {where}")
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.clip_grad_norm_(params, stage.max_grad_norm)
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return mean_loss, float(norm), float(loss_sum[2])
+
+
+def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Collate], cfg: Any, info: DistInfo,
+                 run_log: RunLog, ckpt_root: Path, *, resume_from: Path | None, step_offset: int,
+                 sharded: bool) -> int:
+    """Run one stage from its start or from a mid-stage checkpoint; return the global step at its end."""
+    dataset, collate_fn = data
+    b = budget(stage, len(dataset), info.world_size)
+    optimizer = build_optimizer(model, stage)
+    scheduler = build_scheduler(optimizer, b.total_steps, stage.warmup_ratio)
+    start = 0
+    if resume_from is not None:
+        meta = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
+        start = int(meta["stage_step"])
+        log.info("stage %s: resumed at step %d/%d from %s", stage.name, start, b.total_steps, resume_from)
+    every = int(cfg.runtime.checkpoint_every)
+    orders: dict[int, list[int]] = {}
+    bar = tqdm(total=b.total_steps, initial=start, desc=f"train {stage.name}",
+               disable=not (info.is_main and cfg.runtime.progress))
+    for step in range(start, b.total_steps):
+        epoch, in_epoch = divmod(step, b.steps_per_epoch)
+        if epoch not in orders:
+            orders = {epoch: epoch_order(len(dataset), int(cfg.train.seed), stage.index, epoch)}
+        batches = [collate_fn([dataset[i] for i in ids]) for ids in micro_batches(orders[epoch], in_epoch, stage, info)]
+        lr = scheduler.get_last_lr()[0]
+        tic = time.perf_counter()
+        loss, norm, tokens = _optimizer_step(model, optimizer, batches, stage, step + 1, cfg, info, sharded)
+        scheduler.step()
+        elapsed = time.perf_counter() - tic
+        done = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+        run_log.step(stage, done, b.total_steps, {"loss": loss, "lr": lr, "grad_norm": norm, "tokens": tokens,
+                                                  "tokens_per_s": tokens / max(elapsed, 1e-9), "epoch": epoch})
+        stage_done = done == b.total_steps
+        if stage_done or done % every == 0:
+            meta = {"stage": stage.index, "stage_name": stage.name, "stage_step": done, "stage_done": stage_done,
+                    "global_step": step_offset + done, "epoch": epoch, "step_in_epoch": in_epoch + 1,
+                    "total_steps": b.total_steps}
+            checkpoint.save(ckpt_root, step_offset + done, model=model, optimizer=optimizer, scheduler=scheduler,
+                            meta=meta, keep_last=int(cfg.runtime.keep_last))
+    bar.close()
+    return step_offset + b.total_steps
+
+
+# -------------------------------------------------------------------------------------------- all stages
+def _fresh_model(cfg: Any, build_model: ModelBuilder, weights_from: Path | None) -> nn.Module:
+    seed_everything(int(cfg.train.seed))
+    model = build_model(cfg)
+    if weights_from is not None:
+        checkpoint.load(weights_from, model=model, restore_rng=False)
+    return model
+
+
+def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_model: ModelBuilder | None = None,
+          build_data: DataBuilder | None = None) -> nn.Module:
+    """Train every stage of ``cfg.recipe`` into ``run_dir`` (resuming from its checkpoints); save and return
+    the final model (a plain, unsharded module; saved by rank 0 to ``run_dir/model/``)."""
+    build_model = build_model or default_model
+    build_data = build_data or default_data
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_root = run_dir / "checkpoints"
+    info = init_distributed(str(cfg.runtime.device))
+    mesh = device_mesh(info)
+    sharded = mesh is not None and cfg.train.sharding != "none"
+    run_log = RunLog(run_dir, info, tracker if info.is_main else None, int(cfg.runtime.log_every))
+    resume = checkpoint.latest(ckpt_root)
+    meta = checkpoint.read_meta(resume) if resume is not None else None
+    if meta is not None:
+        log.info("resuming from %s (stage %s, step %d)", resume, meta["stage_name"], meta["stage_step"])
+    stages = plan(cfg)
+    weights_from = resume if meta is not None else None
+    step_offset = int(meta["global_step"]) - (0 if meta["stage_done"] else int(meta["stage_step"])) if meta else 0
+    for stage in stages:
+        if meta is not None and (stage.index < meta["stage"] or (stage.index == meta["stage"] and meta["stage_done"])):
+            continue
+        mid_stage = meta is not None and stage.index == meta["stage"]
+        model = _fresh_model(cfg, build_model, None if mid_stage else weights_from)
+        counts = apply(model, stage)
+        if info.is_main and tracker is not None:
+            tracker.log_params({f"train.{stage.name}.trainable_params": counts["trainable"],
+                                f"train.{stage.name}.frozen_params": counts["frozen"]})
+        data = build_data(cfg, stage, model)
+        model = parallelize(model, cfg, mesh if sharded else None, trainable=stage.trainable, device=info.device)
+        seed_everything(int(cfg.train.seed) + 7919 * (stage.index + 1))
+        step_offset = _train_stage(model, stage, data, cfg, info, run_log, ckpt_root,
+                                   resume_from=resume if mid_stage else None, step_offset=step_offset,
+                                   sharded=sharded)
+        weights_from = checkpoint.latest(ckpt_root)
+        meta = None
+        del model
+    final = _fresh_model(cfg, build_model, weights_from)
+    if info.is_main:
+        _save_final(final, run_dir / "model")
+        run_log.progress(stages[-1].name, step_offset, step_offset)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return final
+
+
+def _save_final(model: nn.Module, out: Path) -> None:
+    """``model.save_pretrained`` into a temporary folder, then rename into place."""
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    if hasattr(model, "save_pretrained"):
+        model.save_pretrained(tmp)
+    else:
+        from safetensors.torch import save_model
+
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def cli_train(args: argparse.Namespace) -> int:
+    """``ablate train [overrides]``: compose, write runs/<run_key>/config.yaml (+ point.json), train locally."""
+    from omegaconf import OmegaConf
+
+    from ablate.design import axis_levels, compose, design_key, run_key
+    from ablate.track import Tracker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = compose(list(args.overrides))
+    key, dkey = run_key(cfg), design_key(cfg)
+    run_dir = Path(cfg.runtime.runs_dir) / key
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    point = {"name": key, "axes": axis_levels(cfg), "seed": int(cfg.train.seed), "studies": [str(cfg.study)],
+             "run_key": key, "design_key": dkey}
+    (run_dir / "point.json").write_text(json.dumps(point, indent=1))
+    print(f"run {key} -> {run_dir}")
+    with Tracker(cfg, run_key=key, design_key=dkey, study=str(cfg.study), point_name=key) as tracker:
+        train(cfg, run_dir, tracker=tracker)
+    print(f"trained model saved to {run_dir / 'model'}")
+    return 0
