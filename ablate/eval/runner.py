@@ -1,0 +1,243 @@
+"""Run a VLM over benchmarks: batched greedy generation (left padding) or option-probability scoring.
+
+``evaluate`` writes one record per example to ``run_dir/examples/<benchmark>.jsonl`` (DESIGN.md §4 columns:
+example_id, prediction = the raw output, parsed, parse_ok, score, correct; plus gold, split/type fields and
+option probabilities), the same outputs as lmms-eval sample JSONL under ``run_dir/examples/lmms-eval/``,
+logs every aggregate as ``eval/<benchmark>/<metric>`` (the parse-failure rate included) through the
+tracker, and returns ``{benchmark: {metric: value}}``.  ``cli_eval`` is ``ablate eval TARGET``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ablate.eval.benchmarks import Benchmark, BenchmarkFormatError, Example, get_benchmark
+
+log = logging.getLogger(__name__)
+
+LMMS_DIR = "lmms-eval"
+
+
+def is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def batches(items: Sequence[Example], size: int) -> Iterator[list[Example]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def load_images(batch: Sequence[Example], benchmark_id: str) -> list[Any]:
+    from PIL import Image
+
+    images = []
+    for ex in batch:
+        try:
+            with Image.open(ex.image) as im:
+                images.append(im.convert("RGB"))
+        except (FileNotFoundError, OSError) as exc:
+            raise BenchmarkFormatError(f"{ex.image}: {benchmark_id} example {ex.example_id}: expected a readable "
+                                       f"image ({type(exc).__name__})") from None
+    return images
+
+
+def run_model(model: Any, bench: Benchmark, examples: Sequence[Example], *, batch_size: int,
+              max_new_tokens: int, progress: bool = True) -> list[Any]:
+    """Model outputs in example order: generated strings, or option-probability lists when ``bench.mode``
+    is ``prob`` (a batch shares one option list, so batches are cut where the options change)."""
+    import torch
+    from tqdm import tqdm
+
+    outputs: list[Any] = []
+    groups: list[list[Example]] = []
+    for ex in examples:  # consecutive examples with the same options form one batching group
+        if groups and (bench.mode == "generate" or groups[-1][0].options == ex.options):
+            groups[-1].append(ex)
+        else:
+            groups.append([ex])
+    bar = tqdm(total=len(examples), desc=f"eval {bench.id}", unit="ex", disable=not (progress and is_rank0()))
+    with torch.inference_mode():
+        for group in groups:
+            for batch in batches(group, batch_size):
+                images, prompts = load_images(batch, bench.id), [ex.prompt for ex in batch]
+                if bench.mode == "prob":
+                    probs = model.score_options(images, prompts, list(batch[0].options or []))
+                    outputs += [[float(p) for p in row] for row in probs.float().cpu().tolist()]
+                else:
+                    outputs += model.generate(images, prompts, max_new_tokens=max_new_tokens)
+                bar.update(len(batch))
+    bar.close()
+    if len(outputs) != len(examples):
+        raise RuntimeError(f"{bench.id}: model returned {len(outputs)} outputs for {len(examples)} examples")
+    return outputs
+
+
+# ----------------------------------------------------------------------------------------------- output
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write atomically (temp file + rename) so a preempted job never leaves a half file behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, default=_json_default, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _sha256(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, default=_json_default, sort_keys=True).encode()).hexdigest()
+
+
+def lmms_samples(bench: Benchmark, examples: Sequence[Example], records: Sequence[dict[str, Any]]) -> list[dict]:
+    """lmms-eval ``--log_samples`` lines: doc_id, doc, target, arguments, resps, filtered_resps, hashes and
+    the per-sample metric fields.  ``doc_id`` is the benchmark's own example id (lmms-eval uses the row
+    index), so samples pair across runs by it."""
+    rows = []
+    for ex, rec in zip(examples, records, strict=True):
+        raw = rec["option_probs"] if "option_probs" in rec else rec["prediction"]
+        target = ex.gold if isinstance(ex.gold, str) else json.dumps(ex.gold, default=_json_default)
+        doc = {"example_id": ex.example_id, "image": str(ex.image), "prompt": ex.prompt, **ex.meta}
+        arguments = [ex.prompt, ex.options] if ex.options and bench.mode == "prob" else [ex.prompt]
+        rows.append({
+            "doc_id": ex.example_id, "doc": doc, "target": target, "arguments": arguments,
+            "resps": [[raw]], "filtered_resps": [rec["parsed"]],
+            "doc_hash": _sha256(doc), "prompt_hash": _sha256(ex.prompt), "target_hash": _sha256(target),
+            "score": rec["score"], "correct": rec["correct"], "parse_ok": rec["parse_ok"],
+        })
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------- API
+def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
+             benchmarks: Sequence[str] | None = None, limit: int | None = None) -> dict[str, dict[str, float]]:
+    """Evaluate ``model`` on ``benchmarks`` (default ``cfg.eval.benchmarks``) with ``cfg.eval`` settings;
+    ``limit`` (default ``cfg.eval.limit``) takes a fixed-seed subset (``cfg.eval.subset_seed``)."""
+    ev = cfg.eval
+    run_dir = Path(run_dir)
+    ids = list(benchmarks) if benchmarks is not None else list(ev.benchmarks)
+    limit = limit if limit is not None else ev.limit
+    progress = bool(cfg.runtime.progress) if "runtime" in cfg else True
+    # build every benchmark first: an unknown id fails before any model time is spent
+    benches = [get_benchmark(b, ev.root, closed_set_mode=ev.closed_set) for b in ids]
+    if hasattr(model, "eval"):
+        model.eval()
+    scores: dict[str, dict[str, float]] = {}
+    for bench in benches:
+        t0 = time.perf_counter()
+        examples = bench.load(limit, int(ev.subset_seed))
+        outputs = run_model(model, bench, examples, batch_size=int(ev.batch_size),
+                            max_new_tokens=int(ev.max_new_tokens), progress=progress)
+        records = [bench.score(ex, out) for ex, out in zip(examples, outputs, strict=True)]
+        path = run_dir / "examples" / f"{bench.id}.jsonl"
+        write_jsonl(path, records)
+        lmms_path = run_dir / "examples" / LMMS_DIR / f"samples_{bench.id}.jsonl"
+        write_jsonl(lmms_path, lmms_samples(bench, examples, records))
+        metrics = bench.aggregate(records)
+        elapsed = time.perf_counter() - t0
+        metrics["examples_per_s"] = len(examples) / elapsed if elapsed > 0 else float("nan")
+        scores[bench.id] = metrics
+        log.info("eval %s: n=%d %s parse_failure_rate=%.3f (%.1fs)", bench.id, len(examples),
+                 " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("accuracy")),
+                 metrics["parse_failure_rate"], elapsed)
+        if tracker is not None:
+            tracker.log_metrics({f"eval/{bench.id}/{k}": v for k, v in metrics.items()})
+            if hasattr(tracker, "log_artifact"):
+                tracker.log_artifact(path, "examples")
+    return scores
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
+    """``eval=<option>`` swaps in conf/eval/<option>.yaml; ``a.b=v`` sets a value (OmegaConf dotlist)."""
+    from omegaconf import OmegaConf
+
+    from ablate.config import CONF_DIR, ConfigError
+
+    dotlist = []
+    for ov in overrides:
+        key, sep, value = ov.partition("=")
+        if not sep:
+            raise ConfigError(f"override {ov!r}: expected key=value")
+        if key == "eval":
+            path = CONF_DIR / "eval" / f"{value}.yaml"
+            if not path.is_file():
+                options = sorted(p.stem for p in (CONF_DIR / "eval").glob("*.yaml"))
+                raise ConfigError(f"eval: invalid value {value!r}; allowed: {', '.join(options)}")
+            cfg.eval = OmegaConf.merge(cfg.eval, OmegaConf.load(path))
+        else:
+            dotlist.append(ov)
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist)) if dotlist else cfg
+
+
+def resolve_target(target: Path) -> tuple[Path, Path, Path | None]:
+    """(model dir, output dir, config file) for a run dir (``runs/<key>``) or a model dir."""
+    from ablate.config import ConfigError
+
+    if (target / "model").is_dir():
+        return target / "model", target, target / "config.yaml"
+    if target.is_dir():
+        config = next((p for p in (target / "config.yaml", target.parent / "config.yaml") if p.is_file()), None)
+        return target, target / "eval", config
+    raise ConfigError(f"eval target: invalid value {str(target)!r}; expected a run directory (with model/) "
+                      "or a model directory written by VLM.save_pretrained")
+
+
+def cli_eval(args: argparse.Namespace) -> int:
+    """``ablate eval TARGET [--benchmarks a,b] [--limit N] [overrides]``."""
+    from omegaconf import OmegaConf
+
+    from ablate.design import compose
+    from ablate.models.vlm import VLM
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    model_dir, out_dir, config = resolve_target(Path(args.target))
+    cfg = OmegaConf.load(config) if config is not None else compose([])
+    cfg = apply_overrides(cfg, list(args.overrides or []))
+    benchmarks = [b for b in args.benchmarks.split(",") if b] if args.benchmarks else None
+    model = VLM.from_pretrained(model_dir)
+    device = cfg.runtime.device if "runtime" in cfg else "auto"
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    tracker = _tracker_for(out_dir, cfg)
+    try:
+        scores = evaluate(model, cfg, out_dir, tracker=tracker, benchmarks=benchmarks, limit=args.limit)
+    finally:
+        if tracker is not None:
+            tracker.__exit__(None, None, None)
+    for bench, metrics in scores.items():
+        for metric, value in metrics.items():
+            print(f"{bench}\t{metric}\t{value:.6g}")
+    print(f"per-example records: {out_dir / 'examples'}")
+    return 0
+
+
+def _tracker_for(run_dir: Path, cfg: Any) -> Any:
+    """The run's MLflow run (resumed by run_key) when ``run_dir`` is a run folder with point.json."""
+    point_file = run_dir / "point.json"
+    if not point_file.is_file() or "tracking" not in cfg:
+        return None
+    from ablate.track import Tracker
+
+    point = json.loads(point_file.read_text())
+    studies = point.get("studies") or [cfg.get("study", "adhoc")]
+    tracker = Tracker(cfg, run_key=point["run_key"], design_key=point["design_key"], study=studies[0],
+                      point_name=point.get("name", point["run_key"]))
+    return tracker.__enter__()
