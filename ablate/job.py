@@ -1,0 +1,233 @@
+"""The job body: one design point, trained and evaluated, idempotent by ``run_key``.
+
+Why it exists: SLURM requeues jobs (preemption, time limits) and users re-launch studies; every run must
+therefore be safe to start any number of times.  ``run_point`` skips a run whose ``runs/<run_key>/DONE``
+exists, otherwise (re)starts it: training resumes from ``run_dir/checkpoints`` and the MLflow run is found
+again by its ``ablate.run_key`` tag.  ``DONE`` is written last, atomically, by rank 0 only.
+
+Multi-task jobs (``launcher.tasks_per_node > 1``) initialise ``torch.distributed`` from the SLURM (or submitit
+local) environment through ``submitit.helpers.TorchDistributedEnvironment``: gloo on CPU, NCCL on GPU.
+
+It is also a single-run Hydra app, so the standard Hydra path runs the same body::
+
+    python -m ablate.job vision=tiny-clip ... --multirun hydra/launcher=submitit_slurm
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ablate.job")
+
+DONE = "DONE"
+TrainFn = Callable[..., Any]  # train(cfg, run_dir, *, tracker) -> model
+EvaluateFn = Callable[..., Mapping[str, Mapping[str, float]]]  # evaluate(model, cfg, run_dir, *, tracker)
+TrackerFactory = Callable[..., AbstractContextManager]  # Tracker(cfg, *, run_key, design_key, study, point_name)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see either nothing or all of it (write temp + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_dir_of(cfg: Any, run_key: str) -> Path:
+    return Path(str(cfg.runtime.runs_dir)) / run_key
+
+
+def is_done(run_dir: Path) -> bool:
+    return (run_dir / DONE).exists()
+
+
+# -------------------------------------------------------------------------------------------- distributed
+def attempt_info() -> dict[str, Any]:
+    """Who runs this attempt: SLURM job id and restart count (requeues), or the local submitit job id."""
+    return {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "host": socket.gethostname(),
+        "job_id": os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID"),
+        "array_task": os.environ.get("SLURM_ARRAY_TASK_ID"),
+        "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0),
+        "pid": os.getpid(),
+    }
+
+
+def _num_tasks() -> int:
+    for var in ("SLURM_NTASKS", "SUBMITIT_LOCAL_NTASKS"):
+        if os.environ.get(var):
+            return int(os.environ[var])
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world_size); joins a process group when the job has more than one task."""
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    if _num_tasks() <= 1:
+        return 0, 1
+    from submitit.helpers import TorchDistributedEnvironment
+
+    env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+    dist.init_process_group(backend=backend)
+    log.info("rank %d/%d joined %s process group at %s:%d", env.rank, env.world_size, backend,
+             env.master_addr, env.master_port)
+    return env.rank, env.world_size
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# ---------------------------------------------------------------------------------------------- run dir
+def prepare_run_dir(run_dir: Path, cfg: Any, point: Mapping[str, Any]) -> None:
+    """Write config.yaml and point.json (the studies that use this run accumulate) and log this attempt."""
+    from omegaconf import OmegaConf
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    info = {k: point[k] for k in ("name", "axes", "seed", "run_key", "design_key") if k in point}
+    studies: list[str] = []
+    if (run_dir / "point.json").exists():
+        studies = list(json.loads((run_dir / "point.json").read_text()).get("studies", []))
+    study = str(point.get("study", cfg.study))
+    info["studies"] = studies + ([study] if study not in studies else [])
+    write_atomic(run_dir / "point.json", json.dumps(info, indent=2, sort_keys=True))
+    with (run_dir / "attempts.jsonl").open("a") as f:
+        f.write(json.dumps(attempt_info()) + "\n")
+
+
+def count_examples(run_dir: Path, benchmark: str) -> int:
+    path = run_dir / "examples" / f"{benchmark}.jsonl"
+    if not path.exists():
+        return 0
+    with path.open() as f:
+        return sum(1 for line in f if line.strip())
+
+
+def write_results(run_dir: Path, run_key: str, scores: Mapping[str, Mapping[str, float]],
+                  timings: Mapping[str, float]) -> None:
+    data_stats_file = run_dir / "data_stats.json"
+    data_stats = json.loads(data_stats_file.read_text()) if data_stats_file.exists() else {}
+    results = {
+        "run_key": run_key,
+        "scores": {b: {m: float(v) for m, v in s.items()} for b, s in scores.items()},
+        "n": {b: count_examples(run_dir, b) for b in scores},
+        "timings": dict(timings),
+        "data_stats": data_stats,
+    }
+    write_atomic(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True))
+
+
+# ------------------------------------------------------------------------------------------------- body
+def execute(point: Mapping[str, Any], *, train: TrainFn, evaluate: EvaluateFn, tracker: TrackerFactory) -> str:
+    """The job body with its three steps injected (``run_point`` passes the real ones)."""
+    from omegaconf import OmegaConf
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if point.get("cwd"):
+        os.chdir(str(point["cwd"]))  # relative paths (runs/, data/, sqlite store) mean the submitter's cwd
+    cfg = OmegaConf.create(dict(point["config"]))
+    run_key = str(point["run_key"])
+    run_dir = run_dir_of(cfg, run_key)
+    if is_done(run_dir):
+        log.info("run %s (%s) is done; skipping", run_key, point.get("name"))
+        return f"skipped {run_key}"
+    rank, world = init_distributed()
+    if rank == 0:
+        prepare_run_dir(run_dir, cfg, point)
+        log.info("run %s (%s): start, attempt %s", run_key, point.get("name"), attempt_info())
+    _barrier(world)
+    study = str(point.get("study", cfg.study))
+    tracking = (tracker(cfg, run_key=run_key, design_key=str(point.get("design_key", "")), study=study,
+                        point_name=str(point.get("name", run_key))) if rank == 0 else nullcontext(None))
+    timings: dict[str, float] = {}
+    with tracking as trk:
+        t0 = time.perf_counter()
+        model = train(cfg, run_dir, tracker=trk)
+        timings["train_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = evaluate(model, cfg, run_dir, tracker=trk)
+        timings["eval_s"] = time.perf_counter() - t0
+        if rank == 0:
+            write_results(run_dir, run_key, scores, timings)
+            if trk is not None:
+                trk.log_artifact(run_dir / "results.json")
+    _barrier(world)
+    if rank == 0:
+        write_atomic(run_dir / DONE, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+        log.info("run %s done in %.1fs", run_key, sum(timings.values()))
+    return f"done {run_key}"
+
+
+def run_point(point: dict) -> str:
+    """The submitit job body (docs/contracts.md): DONE -> skip; else train (resume) -> evaluate -> DONE."""
+    from ablate.eval.runner import evaluate
+    from ablate.track import Tracker
+    from ablate.train.loop import train
+
+    return execute(point, train=train, evaluate=evaluate, tracker=Tracker)
+
+
+def point_payload(point: Any, study: str, *, cwd: str | None = None) -> dict[str, Any]:
+    """The picklable dict a job receives for a DesignPoint (resolved config included: jobs never recompose)."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(point.config, resolve=True)
+    config["study"] = study
+    return {**point.to_dict(), "study": study, "config": config, "cwd": cwd or os.getcwd()}
+
+
+# ------------------------------------------------------------------------------------------ Hydra app
+def _hydra_main() -> None:
+    """Single-run Hydra app over conf/: compose (CLI overrides, --multirun sweeps) -> the same job body."""
+    import hydra
+    from omegaconf import DictConfig
+
+    from ablate.config import CONF_DIR, register_configs, validate
+    from ablate.design import axis_levels, design_key, run_key
+
+    register_configs()
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def app(cfg: DictConfig) -> str:
+        from hydra.core.hydra_config import HydraConfig
+        from omegaconf import OmegaConf
+
+        validate(cfg)
+        key = run_key(cfg)
+        overrides = list(HydraConfig.get().overrides.task)
+        point = {"name": ",".join(overrides) or "baseline", "run_key": key, "design_key": design_key(cfg),
+                 "seed": int(cfg.train.seed), "axes": axis_levels(cfg), "overrides": overrides,
+                 "study": str(cfg.study), "config": OmegaConf.to_container(cfg, resolve=True),
+                 "cwd": hydra.utils.get_original_cwd()}
+        body = os.environ.get("ABLATE_JOB_BODY")  # tests swap in a stand-in body (module:function)
+        if body:
+            from ablate.launch import resolve_body
+
+            return resolve_body(body)(point)
+        return run_point(point)
+
+    app()
+
+
+if __name__ == "__main__":
+    _hydra_main()

@@ -1,0 +1,384 @@
+"""Submitting studies: submitit executors from ``cfg.launcher``, one job array per study, and run states.
+
+Why it exists: ``ablate sweep`` must return as soon as the jobs are queued (hydra-submitit-launcher blocks
+until the last job ends), submit only the runs that still need work, and ``ablate status`` must say what
+each run is doing.  The flow:
+
+1. expand every study and validate every point (``ablate.design.expand``) and the launcher settings --
+   one bad point stops everything before a single job is submitted;
+2. drop runs that are DONE (``runs/<run_key>/DONE``) or whose last job is still pending/running;
+3. submit ONE array (``executor.map_array``) of ``PointJob`` -- a ``submitit.helpers.Checkpointable``, so
+   preemption and time limits requeue it (up to ``launcher.max_requeues`` timeouts) and the idempotent job
+   body resumes from its checkpoint;
+4. write ``studies/<study>/manifest.json`` (points, run_keys, job ids, submission history).
+
+Executors are string IDs in ``EXECUTORS``: ``slurm`` (SlurmExecutor), ``local`` (LocalExecutor: one
+process per job on this machine; they outlive ``ablate sweep``), ``debug`` (DebugExecutor: in-process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.helpers import Checkpointable
+
+from ablate.config import ConfigError
+from ablate.job import DONE, write_atomic
+
+DEFAULT_BODY = "ablate.job:run_point"
+STATES = ("done", "running", "requeued", "pending", "failed", "not submitted")
+# SLURM job states (sacct, first word) -> run state; anything else counts as failed.
+SLURM_STATES = {
+    "PENDING": "pending", "CONFIGURING": "pending", "REQUEUE_HOLD": "pending", "REQUEUE_FED": "pending",
+    "RUNNING": "running", "COMPLETING": "running", "SUSPENDED": "running", "RESIZING": "running",
+    "STAGE_OUT": "running", "SIGNALING": "running", "REQUEUED": "requeued", "COMPLETED": "completed",
+}
+ACTIVE = ("pending", "running", "requeued")
+STDERR_TAIL = 8
+
+
+# ------------------------------------------------------------------------------------------------- jobs
+def resolve_body(spec: str) -> Callable[[dict], str]:
+    """``module:function`` -> the function (job bodies are named by string so jobs unpickle anywhere)."""
+    module, _, func = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"job body {spec!r}: cannot import ({exc}); expected module:function") from None
+
+
+class PointJob(Checkpointable):
+    """The submitted callable: runs the job body on one point; requeued (same point) on preemption/timeout."""
+
+    def __init__(self, body: str = DEFAULT_BODY) -> None:
+        self.body = body
+
+    def __call__(self, point: dict) -> str:
+        return resolve_body(self.body)(point)
+
+
+# -------------------------------------------------------------------------------------------- executors
+def _slurm_executor(launcher: Any, folder: Path) -> submitit.Executor:
+    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(launcher.max_requeues))
+    params: dict[str, Any] = {
+        "time": int(launcher.time_min), "nodes": int(launcher.nodes),
+        "ntasks_per_node": int(launcher.tasks_per_node), "cpus_per_task": int(launcher.cpus_per_task),
+        "array_parallelism": int(launcher.array_parallelism), "signal_delay_s": int(launcher.signal_delay_s),
+        "setup": [str(s) for s in launcher.setup], "job_name": "ablate",
+    }
+    if int(launcher.gpus_per_node):
+        params["gpus_per_node"] = int(launcher.gpus_per_node)
+    for key in ("partition", "account", "qos"):
+        if launcher[key]:
+            params[key] = str(launcher[key])
+    if launcher.mem_gb:
+        params["mem"] = f"{int(float(launcher.mem_gb) * 1024)}M"
+    if launcher.extra:
+        params["additional_parameters"] = {str(k): v for k, v in dict(launcher.extra).items()}
+    ex.update_parameters(**params)
+    return ex
+
+
+def _local_executor(launcher: Any, folder: Path) -> submitit.Executor:
+    ex = submitit.LocalExecutor(folder=folder, max_num_timeout=int(launcher.max_requeues))
+    ex.update_parameters(timeout_min=int(launcher.time_min), tasks_per_node=int(launcher.tasks_per_node),
+                         gpus_per_node=int(launcher.gpus_per_node), signal_delay_s=int(launcher.signal_delay_s),
+                         setup=[str(s) for s in launcher.setup])
+    return ex
+
+
+def _debug_executor(launcher: Any, folder: Path) -> submitit.Executor:
+    return submitit.DebugExecutor(folder=folder)
+
+
+EXECUTORS: dict[str, Callable[[Any, Path], submitit.Executor]] = {
+    "slurm": _slurm_executor, "local": _local_executor, "debug": _debug_executor,
+}
+
+
+def make_executor(launcher: Any, folder: Path) -> submitit.Executor:
+    if launcher.id not in EXECUTORS:
+        raise ConfigError(f"launcher: invalid value {launcher.id!r}; allowed: {', '.join(EXECUTORS)}")
+    return EXECUTORS[launcher.id](launcher, folder)
+
+
+# ------------------------------------------------------------------------------------------- validation
+def validate_launcher(points: Sequence[Any], study_path: str) -> Any:
+    """Every point of one array must share its launcher settings; check them against the executor."""
+    from omegaconf import OmegaConf
+
+    first = points[0].config.launcher
+    ref = OmegaConf.to_container(first, resolve=True)
+    for p in points[1:]:
+        other = OmegaConf.to_container(p.config.launcher, resolve=True)
+        if other != ref:
+            key = next(k for k in ref if ref[k] != other.get(k))
+            raise ConfigError(f"{study_path}: point {p.name!r}: launcher.{key}: invalid value {other.get(key)!r}; "
+                              f"expected {ref[key]!r} like the study's other points (one job array per study)")
+    for key in ("nodes", "tasks_per_node", "cpus_per_task", "time_min", "array_parallelism"):
+        if int(first[key]) < 1:
+            raise ConfigError(f"{study_path}: launcher.{key}: invalid value {first[key]!r}; expected >= 1")
+    if int(first.gpus_per_node) < 0:
+        raise ConfigError(f"{study_path}: launcher.gpus_per_node: invalid value {first.gpus_per_node!r}; expected >= 0")
+    if first.id == "local" and int(first.nodes) != 1:
+        raise ConfigError(f"{study_path}: launcher.nodes: invalid value {first.nodes!r}; launcher=local runs on 1 node")
+    return first
+
+
+# --------------------------------------------------------------------------------------------- manifest
+def study_dir(studies_dir: str | Path, study: str) -> Path:
+    return Path(studies_dir) / study
+
+
+def load_manifest(studies_dir: str | Path, study: str) -> dict[str, Any] | None:
+    path = study_dir(studies_dir, study) / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
+
+
+def _job(launcher: str, folder: str, job_id: str) -> submitit.Job:
+    cls = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}.get(launcher, submitit.DebugJob)
+    return cls(folder=folder, job_id=job_id)
+
+
+# ----------------------------------------------------------------------------------------------- states
+@dataclass
+class RunState:
+    run_key: str
+    name: str
+    state: str  # one of STATES
+    job_id: str | None = None
+    detail: str = ""  # SLURM state / attempts
+    stderr: str | None = None  # path of the last job's stderr
+    error: list[str] | None = None  # last stderr lines (failures)
+
+
+def _tail(path: Path, n: int = STDERR_TAIL) -> list[str]:
+    if not path.exists():
+        return [f"(no stderr file at {path})"]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-n:]
+
+
+def _attempts(run_dir: Path) -> int:
+    path = run_dir / "attempts.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _job_state(launcher: str, job: submitit.Job) -> tuple[str, str]:
+    """(run state from the scheduler, raw detail) for a run that is not DONE."""
+    if launcher == "slurm":
+        raw = str(job.state)
+        state = SLURM_STATES.get(raw.split()[0] if raw else "UNKNOWN", "failed")
+        if state == "completed":  # the job ended without writing DONE: look at its result
+            state = "failed"
+        return state, raw
+    if launcher == "local":
+        if _pid_alive(job.job_id) and not job.paths.result_pickle.exists():
+            return "running", "RUNNING"
+        return "failed", "FINISHED" if job.paths.result_pickle.exists() else "GONE"
+    return "failed", "DEBUG"
+
+
+def run_states(manifest: Mapping[str, Any]) -> list[RunState]:
+    """The state of every run of a study: DONE markers first, then SLURM accounting / local processes."""
+    runs_dir = Path(manifest["runs_dir"])
+    runs: Mapping[str, Any] = manifest.get("runs", {})
+    jobs = {}
+    for key, info in runs.items():  # register every job first: submitit checks them all in one sacct call
+        if info.get("job_id") and not (runs_dir / key / DONE).exists():
+            jobs[key] = _job(info["launcher"], info["folder"], info["job_id"])
+    states = []
+    for key, info in runs.items():
+        run_dir = runs_dir / key
+        rs = RunState(run_key=key, name=info["name"], state="not submitted", job_id=info.get("job_id"))
+        if (run_dir / DONE).exists():
+            rs.state = "done"
+        elif key in jobs:
+            job = jobs[key]
+            rs.state, rs.detail = _job_state(info["launcher"], job)
+            rs.stderr = str(job.paths.stderr)
+            if rs.state in ("pending", "running") and _attempts(run_dir) > 1:
+                rs.state = "requeued"
+            if rs.state == "failed":
+                rs.error = _tail(job.paths.stderr)
+        states.append(rs)
+    return states
+
+
+# ------------------------------------------------------------------------------------------- submission
+@dataclass
+class Submission:
+    study: str
+    submitted: list[str]  # run_keys submitted now
+    skipped_done: list[str]
+    skipped_active: list[str]
+    job_ids: list[str]
+    folder: Path
+    jobs: list[submitit.Job]
+
+
+def _unique(points: Sequence[Any]) -> list[Any]:
+    seen: dict[str, Any] = {}
+    for p in points:
+        seen.setdefault(p.run_key, p)
+    return list(seen.values())
+
+
+def submit_study(study: Any, points: Sequence[Any], studies_dir: str | Path, *,
+                 body: str = DEFAULT_BODY, cwd: str | None = None) -> Submission:
+    """Submit the study's runs that are neither DONE nor active as one array; update its manifest."""
+    from ablate.design import manifest as design_manifest
+    from ablate.job import point_payload, run_dir_of
+
+    cwd = cwd or os.getcwd()
+    launcher = validate_launcher(points, str(study.path))
+    sdir = study_dir(studies_dir, study.name).resolve()
+    runs_dir = (Path(cwd) / run_dir_of(points[0].config, "x").parent).resolve()
+    old = load_manifest(studies_dir, study.name) or {}
+    old_runs: dict[str, Any] = old.get("runs", {})
+    previous = {rs.run_key: rs for rs in run_states({"runs_dir": str(runs_dir), "runs": old_runs})} if old_runs else {}
+
+    unique = _unique(points)
+    done = [p.run_key for p in unique if (runs_dir / p.run_key / DONE).exists()]
+    active = [p.run_key for p in unique if p.run_key not in done
+              and previous.get(p.run_key, RunState("", "", "")).state in ACTIVE]
+    todo = [p for p in unique if p.run_key not in done and p.run_key not in active]
+
+    history = list(old.get("submissions", []))
+    folder = sdir / "logs" / f"submission-{len(history):03d}"
+    jobs: list[submitit.Job] = []
+    if todo:
+        executor = make_executor(launcher, folder / "%j")
+        payloads = [point_payload(p, study.name, cwd=cwd) for p in todo]
+        jobs = executor.map_array(PointJob(body), payloads)
+    job_ids = [str(j.job_id) for j in jobs]
+
+    runs = {**old_runs}
+    for p in unique:
+        runs.setdefault(p.run_key, {"name": p.name})["name"] = p.name
+    for p, job in zip(todo, jobs, strict=True):
+        runs[p.run_key].update(job_id=str(job.job_id), launcher=str(launcher.id), folder=str(folder / "%j"))
+    history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "launcher": str(launcher.id),
+                    "folder": str(folder), "job_ids": job_ids, "run_keys": [p.run_key for p in todo],
+                    "skipped_done": done, "skipped_active": active})
+    record = {**design_manifest(study, points), "runs_dir": str(runs_dir), "cwd": cwd, "runs": runs,
+              "submissions": history}
+    sdir.mkdir(parents=True, exist_ok=True)
+    write_atomic(sdir / "manifest.json", json.dumps(record, indent=2))
+    return Submission(study=study.name, submitted=[p.run_key for p in todo], skipped_done=done,
+                      skipped_active=active, job_ids=job_ids, folder=folder, jobs=jobs)
+
+
+def wait_for(jobs: Sequence[submitit.Job], *, poll_s: float = 2.0) -> None:
+    """Block until every job has ended (tqdm progress); exceptions of failed jobs are left to status."""
+    from tqdm import tqdm
+
+    pending = list(jobs)
+    with tqdm(total=len(pending), desc="runs finished", unit="run", file=sys.stderr) as bar:
+        while pending:
+            still = []
+            for j in pending:
+                if isinstance(j, submitit.DebugJob):
+                    try:
+                        j.result()
+                    except Exception as exc:  # recorded in the job's stderr by submitit; status shows it
+                        print(f"job {j.job_id} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    continue
+                if not j.done(force_check=True):
+                    still.append(j)
+            bar.update(len(pending) - len(still))
+            pending = still
+            if pending:
+                time.sleep(poll_s)
+
+
+# -------------------------------------------------------------------------------------------------- CLI
+def cli_sweep(args: argparse.Namespace) -> int:
+    """``ablate sweep``: validate all points of all studies, then submit one array per study."""
+    from ablate.design import expand, load_studies
+
+    overrides = list(args.overrides) + ([f"launcher={args.launcher}"] if args.launcher else [])
+    expanded = []
+    for study in load_studies(args.study):  # every point of every study validated before any submit
+        points = expand(study, overrides)
+        if not points:
+            raise ConfigError(f"{study.path}: the study expands to no design points")
+        validate_launcher(points, str(study.path))
+        expanded.append((study, points))
+    body = os.environ.get("ABLATE_JOB_BODY", DEFAULT_BODY)
+    resolve_body(body)  # fail here, not in every job
+    submissions = []
+    for study, points in expanded:
+        sub = submit_study(study, points, args.studies_dir, body=body)
+        submissions.append(sub)
+        print(f"study {sub.study}: {len(sub.submitted)} jobs submitted, {len(sub.skipped_done)} runs done, "
+              f"{len(sub.skipped_active)} still queued/running")
+        if sub.job_ids:
+            first, last = sub.job_ids[0], sub.job_ids[-1]
+            print(f"  job ids: {first}" + (f" .. {last}" if last != first else ""))
+            print(f"  logs: {sub.folder}/<job id>/  (stdout *_log.out, stderr *_log.err)")
+        print(f"  manifest: {study_dir(args.studies_dir, sub.study) / 'manifest.json'}")
+    if args.wait or any(isinstance(j, submitit.DebugJob) for s in submissions for j in s.jobs):
+        wait_for([j for s in submissions for j in s.jobs])
+        return max(_print_status(study.name, args.studies_dir) for study, _ in expanded)
+    return 0
+
+
+def _print_status(study: str, studies_dir: str | Path) -> int:
+    manifest = load_manifest(studies_dir, study)
+    if manifest is None:
+        raise ConfigError(f"{study_dir(studies_dir, study) / 'manifest.json'}: no manifest; "
+                          f"run `ablate sweep` for study {study!r} first")
+    states = run_states(manifest)
+    width = max([len(s.name) for s in states] + [4])
+    print(f"study {study} ({len(states)} runs)")
+    for s in states:
+        job = f"job {s.job_id}" if s.job_id else ""
+        detail = f" [{s.detail}]" if s.detail and s.state != "done" else ""
+        print(f"  {s.run_key}  {s.name.ljust(width)}  {s.state:<13} {job}{detail}")
+        if s.error:
+            print(f"    stderr ({s.stderr}):")
+            for line in s.error:
+                print(f"      {line}")
+    counts = Counter(s.state for s in states)
+    print(f"{study}: " + ", ".join(f"{counts[k]} {k}" for k in STATES if counts[k]) + f" of {len(states)} runs")
+    return 1 if counts["failed"] else 0
+
+
+def cli_status(args: argparse.Namespace) -> int:
+    """``ablate status``: one line per run, the last stderr lines of failures, a one-line summary."""
+    name = Path(args.study).stem if args.study.endswith((".yaml", ".yml")) else args.study
+    while True:
+        rc = _print_status(name, args.studies_dir)
+        if not args.watch:
+            return rc
+        states = run_states(load_manifest(args.studies_dir, name) or {"runs_dir": ".", "runs": {}})
+        if not any(s.state in ACTIVE for s in states):
+            return rc
+        time.sleep(float(args.watch))
