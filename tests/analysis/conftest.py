@@ -2,7 +2,7 @@
 
 The study is a one-at-a-time sweep of the image-processing axis over tiny configs (3 points x 2 seeds) plus
 one Prismatic-style named comparison with a paper p-value. Per-example outcomes are simulated with known
-effects: resize-crop loses ~12 points of accuracy, resize-naive ~2.
+effects: resize-crop loses ~18 points of accuracy, resize-naive ~2.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 BENCHMARKS = {"gqa": 300, "pope": 240, "vsr": 200}
-ACCURACY = {"letterbox": 0.60, "resize-naive": 0.58, "resize-crop": 0.48}
+ACCURACY = {"letterbox": 0.60, "resize-naive": 0.58, "resize-crop": 0.42}
 
 STUDY_YAML = """\
 study: fixture-image
@@ -38,7 +38,7 @@ def _write_run(run_dir: Path, point: dict, rng: np.random.Generator) -> dict[str
     scores, n = {}, {}
     for bench, size in BENCHMARKS.items():
         # shared per-example difficulty so runs are positively correlated, as real paired outputs are
-        difficulty = np.random.default_rng(len(bench)).uniform(-0.3, 0.3, size)
+        difficulty = np.random.default_rng(len(bench)).uniform(-0.45, 0.45, size)
         correct = rng.uniform(size=size) < np.clip(acc + difficulty, 0, 1)
         with (run_dir / "examples" / f"{bench}.jsonl").open("w") as fh:
             for i, ok in enumerate(correct):

@@ -1,0 +1,108 @@
+"""ablate report on the collected fixture study: CSVs, PNGs, report.html/md, flags; Chromium render."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import BENCHMARKS
+
+from ablate import stats
+from ablate.report import analyse, cli_report, summary
+from ablate.results import collect, comparison_pairs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def collected(fixture_study, tmp_path_factory):
+    return collect(fixture_study["study"], studies_dir=fixture_study["studies_dir"],
+                   out=tmp_path_factory.mktemp("tables"))
+
+
+def test_analyse_covers_every_comparison_and_test(collected):
+    tests = analyse(collected, n_resamples=400)
+    comps = set(tests["comparison"])
+    assert len(comps) == 3
+    per_comp = tests[tests["benchmark"] == ""].groupby("comparison")["family"].apply(set)
+    for fams in per_comp:
+        assert {"prismatic-t", "wilcoxon", "sign", "seeds-t"} <= fams and any(f.startswith("mixedlm") for f in fams)
+    # per-example: 2 seeds x 3 benchmarks x 3 methods per comparison
+    ex = tests[tests["benchmark"] != ""]
+    assert len(ex) == 3 * 2 * len(BENCHMARKS) * 3
+    # the Prismatic row equals prismatic_test on the same scores, and carries the paper's p
+    comp = next(c for c in comparison_pairs(collected) if c["name"] == "naive_vs_letterbox")
+    ps = collected.primary_scores()
+    scores = pd.DataFrame({"model": ps["run_key"], "benchmark": ps["benchmark"], "score": ps["value"]})
+    ref = stats.prismatic_test(scores, [(a, b) for a, b, _ in comp["pairs"]], sorted(BENCHMARKS))
+    row = tests[(tests.comparison == "naive_vs_letterbox") & (tests.method == "prismatic-t")].iloc[0]
+    assert row["pvalue"] == pytest.approx(ref.pvalue) and row["paper_p"] == 0.0176
+    # Holm within a family: adjusted = statsmodels on that family's raw p-values
+    fam = tests[tests["family"] == "bootstrap"]
+    np.testing.assert_allclose(fam["p_adj"], stats.adjust(fam["pvalue"].to_numpy(), "holm"))
+    # the simulated 12-point loss of resize-crop is found per example
+    crop = tests[(tests.comparison == "image: resize-crop vs letterbox") & (tests.family == "mcnemar")]
+    assert (crop["effect"] < 0).all() and crop["significant_adj"].sum() >= 3
+    # a bootstrap p-value cannot go below 2/(B+1): with B=400 none of 18 survives Holm, which is reported
+    boot = tests[tests.family == "bootstrap"]
+    assert boot["pvalue"].min() >= 2 / 401 and not boot["significant_adj"].any()
+
+
+def test_flags_findings_lost_after_correction():
+    tests = pd.DataFrame({"comparison": ["a", "b", "c"], "axis": [None] * 3, "family": ["sign"] * 3,
+                          "method": ["sign"] * 3, "pvalue": [0.01, 0.02, 0.04], "effect": [1.0] * 3,
+                          "ci_low": [0.0] * 3, "ci_high": [2.0] * 3, "benchmark": [""] * 3, "paper_p": [np.nan] * 3})
+    tests["p_adj"] = stats.adjust(tests["pvalue"], "holm")  # 0.03, 0.04, 0.04
+    tests["significant"] = tests["pvalue"] < 0.05
+    tests["significant_adj"] = tests["p_adj"] < 0.05
+    tests["lost_after_correction"] = tests["significant"] & ~tests["significant_adj"]
+    assert not tests["lost_after_correction"].any()
+    tests.loc[2, "pvalue"] = 0.045
+    tests["p_adj"] = stats.adjust(tests["pvalue"], "holm")  # 0.03, 0.04, 0.045 -> still all < 0.05
+    tests.loc[:, "pvalue"] = [0.02, 0.03, 0.04]  # holm: 0.06, 0.06, 0.06 -> all lost
+    tests["p_adj"] = stats.adjust(tests["pvalue"], "holm")
+    tests["significant_adj"] = tests["p_adj"] < 0.05
+    tests["lost_after_correction"] = tests["significant"] & ~tests["significant_adj"]
+    assert summary(tests)["flagged"].tolist() == ["sign", "sign", "sign"]
+
+
+def test_cli_report_writes_csvs_pngs_html(fixture_study, collected, tmp_path):
+    out = tmp_path / "report"
+    args = argparse.Namespace(study=fixture_study["study"], out=str(out), studies_dir=str(fixture_study["studies_dir"]),
+                              correction="fdr_bh")
+    assert cli_report(args) == 0
+    for name in ("scores_wide.csv", "tests.csv", "summary.csv", "deltas.csv", "report.html", "report.md",
+                 "delta_heatmap.png", "forest.png", "bars_image.png", "bars_naive-vs-letterbox.png"):
+        assert (out / name).stat().st_size > 0, name
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    wide = pd.read_csv(out / "scores_wide.csv")
+    assert len(wide) == 6 and set(BENCHMARKS) <= set(wide.columns)
+    tests = pd.read_csv(out / "tests.csv")
+    assert set(tests["correction"]) == {"fdr_bh"} and tests["p_adj"].notna().all()
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "0.0176" in html
+    assert "src=\"delta" not in html  # self-contained: no file references
+    md = (out / "report.md").read_text()
+    assert "![forest](forest.png)" in md and "naive_vs_letterbox" in md
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
+def test_render_report_script_makes_png(fixture_study, collected, tmp_path):
+    from ablate.report import write_report
+
+    paths = write_report(collected, tmp_path / "r", n_resamples=200)
+    png = tmp_path / "report.png"
+    subprocess.run([str(REPO / "scripts" / "render_report.sh"), str(paths["html"]), str(png), "1200", "2400"],
+                   check=True, timeout=120)
+    from PIL import Image
+
+    img = Image.open(png)
+    assert img.size == (1200, 2400)
+    pixels = np.asarray(img.convert("L"))
+    assert pixels.std() > 10  # not a blank page: text, tables and plots rendered
