@@ -1,0 +1,343 @@
+"""Vision backbones: patch features ``(B, L, D)`` from one block of a ViT (or several, fused along D).
+
+Every branch returns the output of the block ``feature_layer`` (``-2`` = second-to-last, as Prismatic) with
+prefix tokens (CLS / registers) dropped and no final norm; blocks after it and the pooling head are pruned
+away so they cost nothing and get no gradients.  Families are registered by string ID:
+
+- ``open_clip``: CLIP and SigLIP through ``open_clip.create_model`` (SigLIP's tower is a timm trunk inside
+  open_clip).  Tiny archs (``tiny-clip``, ``tiny-siglip``) are registered with ``open_clip.add_model_config``
+  from the BackboneConfig fields; real archs load weights from ``path`` or the local open_clip/HF cache.
+- ``timm``: DINOv2 (with registers) and IN1K ViTs; tiny ``tiny-dinov2`` / ``tiny-vit`` shrink a real timm arch.
+- ``hf-clip`` / ``hf-siglip`` / ``hf-dinov2``: transformers vision models (``hidden_states[feature_layer]``).
+- ``patch-embed``: Fuyu-style linear embedding of raw pixel patches plus learned positions.
+
+Nothing is downloaded: absent weights raise :class:`WeightsNotFoundError` naming what was looked for, where.
+A fused backbone feeds each branch its own normalized input (a dict branch name -> tensor) and concatenates
+per-patch features; branches with different patch grids are rejected when the backbone is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ablate.models.llm import WeightsNotFoundError
+from ablate.models.registry import VISION_FAMILIES
+
+__all__ = ["VisionBackbone", "build_vision", "branch_names", "WeightsNotFoundError"]
+
+
+def branch_names(vision_cfg: Any) -> list[str]:
+    """Stable names of the branches of ``vision_cfg`` (keys of fused pixel dicts and of the module dict)."""
+    names: list[str] = []
+    for b in vision_cfg.backbones:
+        base = re.sub(r"[^a-zA-Z0-9_-]", "_", str(b.arch))
+        name, k = base, 1
+        while name in names:
+            k += 1
+            name = f"{base}-{k}"
+        names.append(name)
+    return names
+
+
+def block_index(depth: int, feature_layer: int) -> int:
+    """0-based index of the block whose output is used (negative ``feature_layer`` counts from the end)."""
+    index = depth + feature_layer if feature_layer < 0 else feature_layer
+    if not 0 <= index < depth:
+        raise ValueError(f"vision feature_layer: invalid value {feature_layer}; expected a block of a {depth}-block ViT")
+    return index
+
+
+class Branch(nn.Module):
+    """One ViT branch: ``forward(pixels (B,3,S,S)) -> (B, L, D)``; ``blocks`` are its transformer blocks."""
+
+    def __init__(self, module: nn.Module, extract: Any, blocks: list[nn.Module], width: int, grid: int) -> None:
+        super().__init__()
+        self.model = module
+        self._extract = extract  # callable(model, pixels) -> (B, L, D)
+        self._blocks = blocks
+        self.width = width
+        self.grid = grid
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self._blocks)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self._extract(self.model, pixels)
+
+
+# ------------------------------------------------------------------------------------------- timm (+ in oc)
+def _timm_extract(index: int):
+    def extract(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        return model.forward_intermediates(pixels, indices=[index], norm=False, output_fmt="NLC",
+                                           intermediates_only=True)[0]
+    return extract
+
+
+def _timm_branch(trunk: nn.Module, b: Any) -> Branch:
+    index = block_index(len(trunk.blocks), b.feature_layer)
+    trunk.prune_intermediate_layers(indices=[index], prune_norm=True, prune_head=True)
+    return Branch(trunk, _timm_extract(index), list(trunk.blocks), b.width, b.image_size // b.patch_size)
+
+
+TINY_TIMM_ARCHS = {  # tiny arch -> (real timm arch it shrinks, extra kwargs)
+    "tiny-dinov2": ("vit_small_patch14_reg4_dinov2", {}),
+    "tiny-vit": ("vit_small_patch16_224", {}),
+    "tiny-siglip": ("vit_base_patch16_siglip_224", {}),
+}
+
+
+def _tiny_timm_kwargs(b: Any) -> dict[str, Any]:
+    return dict(img_size=b.image_size, patch_size=b.patch_size, embed_dim=b.width, depth=b.depth,
+                num_heads=b.heads, mlp_ratio=b.mlp_ratio, num_classes=0)
+
+
+def _hf_cached_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repo_id, filename)
+        if isinstance(found, str):
+            return found
+    return None
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return str(HF_HUB_CACHE)
+
+
+@VISION_FAMILIES.register("timm")
+def build_timm(b: Any) -> Branch:
+    import timm
+
+    if b.arch in TINY_TIMM_ARCHS:
+        arch, extra = TINY_TIMM_ARCHS[b.arch]
+        trunk = timm.create_model(arch, pretrained=False, **_tiny_timm_kwargs(b), **extra)
+        return _timm_branch(trunk, b)
+    name = f"{b.arch}.{b.pretrained}" if b.pretrained else b.arch
+    kwargs: dict[str, Any] = dict(num_classes=0, img_size=b.image_size)
+    if b.path:
+        if not Path(b.path).exists():
+            raise WeightsNotFoundError(f"vision backbone {b.arch}: path {b.path!r} does not exist")
+        trunk = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(b.path)), **kwargs)
+    elif b.pretrained:
+        cfg = timm.models.get_pretrained_cfg(name)
+        repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+        found = repo and _hf_cached_file(repo, ("model.safetensors", "pytorch_model.bin"))
+        if not found:
+            raise WeightsNotFoundError(f"vision backbone timm {name}: weights not found locally (looked for HF repo "
+                                       f"{repo!r} in {_hf_cache_dir()}); set vision.backbones[].path")
+        trunk = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=found), **kwargs)
+    else:
+        trunk = timm.create_model(name, pretrained=False, **kwargs)
+    return _timm_branch(trunk, b)
+
+
+# --------------------------------------------------------------------------------------------- open_clip
+_OPEN_CLIP_DIR = Path(tempfile.gettempdir()) / "ablate-open_clip-configs"
+
+
+def _register_tiny_open_clip(b: Any) -> str:
+    """Register an open_clip model config for a tiny arch from the backbone fields; return its name."""
+    import open_clip
+    import timm
+    from timm.models import register_model
+
+    fields = dict(arch=b.arch, s=b.image_size, p=b.patch_size, w=b.width, d=b.depth, h=b.heads, m=b.mlp_ratio)
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+    name = f"ablate-{b.arch}-{digest}"
+    if name in open_clip.list_models():
+        return name
+    text_cfg = dict(context_length=16, vocab_size=64, width=32, heads=2, layers=1)
+    if b.arch == "tiny-clip":
+        vision_cfg: dict[str, Any] = dict(image_size=b.image_size, layers=b.depth, width=b.width,
+                                          head_width=b.width // b.heads, mlp_ratio=b.mlp_ratio,
+                                          patch_size=b.patch_size)
+    elif b.arch == "tiny-siglip":  # SigLIP towers are timm trunks in open_clip: register a tiny timm arch
+        timm_name = f"ablate_tiny_siglip_{digest}"
+        if timm_name not in timm.list_models():
+            base, _ = TINY_TIMM_ARCHS["tiny-siglip"]
+            kwargs = _tiny_timm_kwargs(b)
+            kwargs.pop("num_classes")
+
+            def entry(pretrained: bool = False, **overrides: Any) -> nn.Module:
+                return timm.create_model(base, pretrained=False, **{**kwargs, **overrides})
+            entry.__name__ = timm_name
+            register_model(entry)
+        vision_cfg = dict(image_size=b.image_size, timm_model_name=timm_name, timm_model_pretrained=False,
+                          timm_pool="map", timm_proj="none")
+        text_cfg.update(no_causal_mask=True, pool_type="last")
+    else:
+        raise KeyError(f"unknown tiny open_clip arch {b.arch!r}; known: tiny-clip, tiny-siglip")
+    _OPEN_CLIP_DIR.mkdir(parents=True, exist_ok=True)
+    path = _OPEN_CLIP_DIR / f"{name}.json"
+    tmp = path.with_suffix(f".{digest}.tmp")
+    tmp.write_text(json.dumps(dict(embed_dim=b.width, vision_cfg=vision_cfg, text_cfg=text_cfg)))
+    tmp.replace(path)
+    open_clip.add_model_config(path)
+    return name
+
+
+def _open_clip_weights(b: Any) -> str:
+    """Local weights file for a real open_clip arch: ``path`` or the HF cache entry of its pretrained tag."""
+    import open_clip
+
+    if b.path:
+        if not Path(b.path).exists():
+            raise WeightsNotFoundError(f"vision backbone open_clip {b.arch}: path {b.path!r} does not exist")
+        return str(b.path)
+    cfg = open_clip.get_pretrained_cfg(b.arch, b.pretrained) or {}
+    repo = cfg.get("hf_hub", "").rstrip("/")
+    found = repo and _hf_cached_file(repo, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
+    if not found:
+        raise WeightsNotFoundError(
+            f"vision backbone open_clip {b.arch} (pretrained={b.pretrained!r}): weights not found locally "
+            f"(looked for HF repo {repo or None!r} in {_hf_cache_dir()}); set vision.backbones[].path")
+    return found
+
+
+@VISION_FAMILIES.register("open_clip")
+def build_open_clip(b: Any) -> Branch:
+    import open_clip
+
+    if b.arch.startswith("tiny-"):
+        model = open_clip.create_model(_register_tiny_open_clip(b), pretrained=None)
+    elif b.pretrained or b.path:
+        model = open_clip.create_model(b.arch, pretrained=_open_clip_weights(b))
+    else:
+        model = open_clip.create_model(b.arch, pretrained=None)
+    visual = model.visual
+    if hasattr(visual, "trunk"):  # timm-backed tower (SigLIP)
+        return _timm_branch(visual.trunk, b)
+    index = block_index(len(visual.transformer.resblocks), b.feature_layer)
+    visual.prune_intermediate_layers(indices=[index], prune_norm=True, prune_head=True)
+
+    def extract(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        return model.forward_intermediates(pixels, indices=[index], intermediates_only=True,
+                                           output_fmt="NLC")["image_intermediates"][0]
+    return Branch(visual, extract, list(visual.transformer.resblocks), b.width, b.image_size // b.patch_size)
+
+
+# ----------------------------------------------------------------------------------------------- HF
+_HF_FAMILIES = {  # family -> (config class, model class) names in transformers
+    "hf-clip": ("CLIPVisionConfig", "CLIPVisionModel"),
+    "hf-siglip": ("SiglipVisionConfig", "SiglipVisionModel"),
+    "hf-dinov2": ("Dinov2Config", "Dinov2Model"),
+}
+
+
+def _build_hf(b: Any, family: str) -> Branch:
+    import transformers
+
+    config_cls, model_cls = (getattr(transformers, n) for n in _HF_FAMILIES[family])
+    if b.arch.startswith("tiny-"):
+        config = config_cls(hidden_size=b.width, num_hidden_layers=b.depth, num_attention_heads=b.heads,
+                            intermediate_size=int(b.width * b.mlp_ratio), image_size=b.image_size,
+                            patch_size=b.patch_size)
+        model = model_cls(config)
+    else:
+        source = b.path or b.arch
+        try:
+            model = model_cls.from_pretrained(source, local_files_only=True)
+        except (OSError, ValueError):
+            raise WeightsNotFoundError(f"vision backbone {family} {b.arch}: weights not found locally (looked in "
+                                       f"{source!r} as a path and in {_hf_cache_dir()})") from None
+    encoder_layers = model.encoder.layer if hasattr(model.encoder, "layer") else model.encoder.layers
+    index = block_index(len(encoder_layers), b.feature_layer)
+    del encoder_layers[index + 1:]
+    n_prefix = b.num_prefix_tokens
+
+    def extract(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
+        out = model(pixel_values=pixels, output_hidden_states=True)
+        return out.hidden_states[index + 1][:, n_prefix:]
+    return Branch(model, extract, list(encoder_layers), b.width, b.image_size // b.patch_size)
+
+
+for _family in _HF_FAMILIES:
+    VISION_FAMILIES.register(_family)(lambda b, _f=_family: _build_hf(b, _f))
+
+
+# ------------------------------------------------------------------------------------------- patch-embed
+class PatchEmbed(nn.Module):
+    """Fuyu-style: each raw ``patch x patch`` pixel patch is linearly embedded (a strided conv is exactly a
+    per-patch linear map) and gets a learned position embedding."""
+
+    def __init__(self, image_size: int, patch_size: int, width: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size)
+        self.pos = nn.Parameter(torch.randn(1, (image_size // patch_size) ** 2, width) * 0.02)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.proj(pixels).flatten(2).transpose(1, 2) + self.pos
+
+
+@VISION_FAMILIES.register("patch-embed")
+def build_patch_embed(b: Any) -> Branch:
+    module = PatchEmbed(b.image_size, b.patch_size, b.width)
+    return Branch(module, lambda m, x: m(x), [], b.width, b.image_size // b.patch_size)
+
+
+# ------------------------------------------------------------------------------------------------ fused
+class VisionBackbone(nn.Module):
+    """One or more branches; ``forward(pixels)`` takes a tensor (single branch) or a dict name -> tensor."""
+
+    def __init__(self, branches: dict[str, Branch], vision_id: str) -> None:
+        super().__init__()
+        grids = {name: br.grid for name, br in branches.items()}
+        if len(set(grids.values())) != 1:
+            raise ValueError(f"vision={vision_id}: fused branches have different patch grids {grids}; "
+                             "expected one grid (same image_size // patch_size)")
+        self.branches = nn.ModuleDict(branches)
+        self.vision_id = vision_id
+        self.grid = next(iter(grids.values()))
+        self.num_patches = self.grid * self.grid
+        self.embed_dim = sum(br.width for br in branches.values())
+
+    @property
+    def fused(self) -> bool:
+        return len(self.branches) > 1
+
+    def blocks(self) -> list[nn.Module]:
+        """Transformer blocks of every branch (FSDP wrapping / activation checkpointing units)."""
+        return [blk for br in self.branches.values() for blk in br.blocks()]
+
+    def forward(self, pixels: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(pixels, torch.Tensor):
+            if self.fused:
+                raise ValueError(f"vision={self.vision_id}: fused backbone expects a dict of pixel tensors with keys "
+                                 f"{list(self.branches)}, got one tensor")
+            pixels = {next(iter(self.branches)): pixels}
+        feats = []
+        for name, branch in self.branches.items():
+            if name not in pixels:
+                raise KeyError(f"vision={self.vision_id}: pixel dict lacks branch {name!r}; got {list(pixels)}")
+            x = pixels[name].to(next(branch.parameters()).dtype)
+            f = branch(x)
+            if f.shape[1] != self.num_patches:
+                raise ValueError(f"vision={self.vision_id}: branch {name!r} gave {f.shape[1]} patch tokens; "
+                                 f"expected {self.num_patches} ({self.grid}x{self.grid})")
+            feats.append(f)
+        return torch.cat(feats, dim=-1)
+
+
+def build_vision(vision_cfg: Any, *, load_weights: bool = True) -> VisionBackbone:
+    """The (possibly fused) vision backbone of ``vision_cfg``; one branch per ``vision.backbones`` entry.
+    ``load_weights=False`` builds the same architecture randomly initialized (weights loaded afterwards)."""
+    branches = {}
+    for name, b in zip(branch_names(vision_cfg), vision_cfg.backbones, strict=True):
+        if not load_weights:
+            b = SimpleNamespace(**{**OmegaConf.to_container(b, resolve=True), "pretrained": None, "path": None}) \
+                if isinstance(b, DictConfig) else SimpleNamespace(**{**vars(b), "pretrained": None, "path": None})
+        branches[name] = VISION_FAMILIES.get(b.family)(b)
+    return VisionBackbone(branches, str(vision_cfg.id))

@@ -1,0 +1,266 @@
+"""The VLM: vision backbone -> projector -> image tokens inserted right after BOS of an HF causal LM.
+
+``build_vlm(cfg)`` assembles the model from a composed config.  ``VLM.forward(batch)`` returns the mean loss
+over assistant tokens (labels from the data pipeline; image slots get ``-100``).  Image tokens go in through
+``inputs_embeds`` by one vectorized gather, for right-padded (training) and left-padded (generation) rows
+alike; in a batch that mixes image and text-only rows, text rows get masked filler slots at their end.
+``generate`` is batched greedy decoding with left padding and a KV cache, stopping at EOS; it computes
+position ids itself so ``1d`` and ``rope-2d`` decode the same way.  ``score_options`` returns normalized
+probabilities of closed-set options (option log-likelihood given the prompt, softmaxed over the options; for
+single-token options this is Prismatic's option-token probability).  ``save_pretrained`` /
+``from_pretrained`` round-trip the config, the tokenizer and all weights (safetensors).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from torch import nn
+
+from ablate.data.transforms import build_image_transform
+from ablate.models.llm import build_llm, build_tokenizer
+from ablate.models.positions import enable_rope_2d, merged_positions, next_positions
+from ablate.models.projector import build_projector, num_output_tokens
+from ablate.models.prompts import IGNORE_INDEX, get_prompt_format
+from ablate.models.vision import build_vision
+
+Pixels = torch.Tensor | dict[str, torch.Tensor]
+ImageInput = Image.Image | torch.Tensor | None
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+LLM_CONFIG_DIR = "llm-config"
+TOKENIZER_DIR = "tokenizer"
+
+
+def _select_rows(pixels: Pixels, rows: torch.Tensor) -> Pixels:
+    if isinstance(pixels, dict):
+        return {k: v[rows] for k, v in pixels.items()}
+    return pixels[rows]
+
+
+class VLM(nn.Module):
+    def __init__(self, cfg: DictConfig, vision: nn.Module, projector: nn.Module, llm: nn.Module,
+                 tokenizer: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vision = vision
+        self.projector = projector
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.prompt_format = get_prompt_format(cfg.llm.prompt_format, tokenizer)
+        self.image_transform = build_image_transform(cfg.image.id, cfg.vision)
+        self.image_positions = str(cfg.llm.image_positions)
+        self.num_image_tokens = num_output_tokens(cfg.projector, vision.num_patches)
+        # the patch grid of the image tokens (None for resamplers: their tokens have no 2-D layout)
+        self.image_grid = vision.grid if self.num_image_tokens == vision.num_patches else None
+        if self.image_positions == "rope-2d":
+            enable_rope_2d(llm)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    # ------------------------------------------------------------------------------------------ merging
+    def embed_images(self, pixels: Pixels) -> torch.Tensor:
+        """Image tokens ``(B, T, D_lm)`` of a pixel batch."""
+        return self.projector(self.vision(pixels))
+
+    def merge(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None,
+              pixels: Pixels | None, has_image: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """``(inputs_embeds, attention_mask, labels, position_ids)`` with image tokens after each image
+        row's first attended token (its BOS)."""
+        embed = self.llm.get_input_embeddings()
+        text = embed(input_ids)
+        B, L = input_ids.shape
+        if pixels is None or has_image is None or not bool(has_image.any()):
+            image_index = torch.full_like(input_ids, -1)
+            return text, attention_mask, labels, merged_positions(attention_mask, image_index, None, "1d")
+        has_image = has_image.to(text.device).bool()
+        feats = self.embed_images(_select_rows(pixels, has_image.nonzero().squeeze(1)))
+        T = feats.shape[1]
+        images = text.new_zeros(B, T, text.shape[-1])
+        images[has_image] = feats.to(text.dtype)
+        first = attention_mask.long().argmax(dim=1)
+        insert_at = torch.where(has_image, first + 1, torch.full_like(first, L))
+        j = torch.arange(L + T, device=text.device).unsqueeze(0)
+        rel = j - insert_at.unsqueeze(1)
+        in_image = (rel >= 0) & (rel < T)
+        text_src = torch.where(j < insert_at.unsqueeze(1), j, j - T).clamp(0, L - 1)
+        d = text.shape[-1]
+        merged = torch.where(in_image.unsqueeze(-1),
+                             images.gather(1, rel.clamp(0, T - 1).unsqueeze(-1).expand(-1, -1, d)),
+                             text.gather(1, text_src.unsqueeze(-1).expand(-1, -1, d)))
+        attn = torch.where(in_image, has_image.unsqueeze(1), attention_mask.gather(1, text_src).bool())
+        attn = attn.to(attention_mask.dtype)
+        if labels is not None:
+            labels = torch.where(in_image, IGNORE_INDEX, labels.gather(1, text_src))
+        image_index = torch.where(in_image & has_image.unsqueeze(1), rel, -1)
+        positions = merged_positions(attn, image_index, self.image_grid, self.image_positions)
+        return merged, attn, labels, positions
+
+    # ------------------------------------------------------------------------------------------ training
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Mean cross-entropy over the assistant tokens of a collated batch."""
+        device = self.device
+        pixels = batch.get("pixel_values")
+        if isinstance(pixels, dict):
+            pixels = {k: v.to(device) for k, v in pixels.items()}
+        elif pixels is not None:
+            pixels = pixels.to(device)
+        has_image = batch.get("has_image")
+        embeds, attn, labels, positions = self.merge(
+            batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device),
+            pixels, None if has_image is None else has_image.to(device))
+        return self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions, labels=labels).loss
+
+    # ------------------------------------------------------------------------------------------ inference
+    def _pixels_of(self, images: Sequence[ImageInput] | None, batch: int) -> tuple[Pixels | None, torch.Tensor]:
+        present = [im is not None for im in images] if images is not None else [False] * batch
+        has_image = torch.tensor(present, dtype=torch.bool, device=self.device)
+        if not any(present):
+            return None, has_image
+        kept = [im for im in images if im is not None]
+        pixels = self.image_transform(kept)
+        # rows without an image get their slot filled by a copy of the first image; merge() ignores them
+        order = torch.cumsum(has_image.long(), 0).sub(1).clamp(min=0)
+        pixels = _select_rows(pixels, order.cpu())
+        if isinstance(pixels, dict):
+            return {k: v.to(self.device) for k, v in pixels.items()}, has_image
+        return pixels.to(self.device), has_image
+
+    def _left_pad(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for i, s in enumerate(sequences):
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, width - len(s):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        bos = [] if self.tokenizer.bos_token_id is None else [self.tokenizer.bos_token_id]
+        text = self.prompt_format.generation_prompt(prompt)
+        return bos + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    @torch.no_grad()
+    def generate_ids(self, images: Sequence[ImageInput] | None, prompts: Sequence[str], *,
+                     max_new_tokens: int = 128) -> list[list[int]]:
+        """Greedy continuation token ids per prompt (EOS excluded), batched with left padding."""
+        ids, mask = self._left_pad([self._prompt_ids(p) for p in prompts])
+        pixels, has_image = self._pixels_of(images, len(prompts))
+        embeds, attn, _, positions = self.merge(ids, mask, None, pixels, has_image)
+        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions, use_cache=True)
+        cache = out.cache if hasattr(out, "cache") else out.past_key_values
+        next_pos = next_positions(positions)
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        finished = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
+        generated: list[torch.Tensor] = []
+        for _ in range(max_new_tokens):
+            token = out.logits[:, -1].argmax(dim=-1)
+            token = torch.where(finished, torch.full_like(token, pad), token)
+            generated.append(token)
+            finished |= token == eos
+            if bool(finished.all()):
+                break
+            attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+            step_pos = next_pos.unsqueeze(1)
+            if positions.dim() == 3:
+                step_pos = step_pos.unsqueeze(0).expand(positions.shape[0], -1, -1)
+            out = self.llm(input_ids=token.unsqueeze(1), attention_mask=attn, position_ids=step_pos,
+                           cache=cache, use_cache=True)
+            cache = out.cache if hasattr(out, "cache") else out.past_key_values
+            next_pos = next_pos + 1
+        tokens = torch.stack(generated, dim=1).tolist() if generated else [[] for _ in prompts]
+        result = []
+        for row in tokens:
+            result.append(row[:row.index(eos)] if eos in row else row)
+        return result
+
+    def generate(self, images: Sequence[ImageInput] | None, prompts: Sequence[str], *,
+                 max_new_tokens: int = 128) -> list[str]:
+        """Greedy answers (decoded, special tokens dropped, whitespace stripped), one per prompt."""
+        rows = self.generate_ids(images, prompts, max_new_tokens=max_new_tokens)
+        return [self.tokenizer.decode(r, skip_special_tokens=True).strip() for r in rows]
+
+    @torch.no_grad()
+    def score_options(self, images: Sequence[ImageInput] | None, prompts: Sequence[str],
+                      options: Sequence[str] | Sequence[Sequence[str]]) -> torch.Tensor:
+        """``(B, n_options)`` probabilities: each option's total log-likelihood after the prompt (as the
+        assistant reply, same tokenization as training), softmaxed over the options of that example."""
+        per_example = [list(options)] * len(prompts) if options and isinstance(options[0], str) else \
+            [list(o) for o in options]
+        n = len(per_example[0])
+        if any(len(o) != n for o in per_example):
+            raise ValueError(f"score_options: every example needs the same number of options, got "
+                             f"{[len(o) for o in per_example]}")
+        sequences, targets = [], []
+        for prompt, opts in zip(prompts, per_example, strict=True):
+            prefix = self._prompt_ids(prompt)
+            for opt in opts:
+                option_ids = self.tokenizer(" " + opt.strip(), add_special_tokens=False)["input_ids"]
+                sequences.append(prefix + option_ids)
+                targets.append(len(option_ids))
+        ids, mask = self._left_pad(sequences)
+        labels = torch.full_like(ids, IGNORE_INDEX)
+        for i, t in enumerate(targets):
+            labels[i, ids.shape[1] - t:] = ids[i, ids.shape[1] - t:]
+        repeated = [im for im in (images or [None] * len(prompts)) for _ in range(n)]
+        pixels, has_image = self._pixels_of(repeated, len(sequences))
+        embeds, attn, labels, positions = self.merge(ids, mask, labels, pixels, has_image)
+        logits = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions).logits.float()
+        logp = F.log_softmax(logits[:, :-1], dim=-1)
+        target = labels[:, 1:]
+        picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        scores = (picked * (target != IGNORE_INDEX)).sum(-1).view(len(prompts), n)
+        return scores.softmax(dim=-1)
+
+    # ------------------------------------------------------------------------------------------ save/load
+    def save_pretrained(self, directory: str | Path) -> None:
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_FILE).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        self.llm.config.save_pretrained(directory / LLM_CONFIG_DIR)
+        self.tokenizer.save_pretrained(directory / TOKENIZER_DIR)
+        save_model(self, str(directory / WEIGHTS_FILE))
+        (directory / "ablate-vlm.json").write_text(json.dumps({"format": 1, "weights": WEIGHTS_FILE}))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | torch.device = "cpu") -> VLM:
+        from safetensors.torch import load_model
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        directory = Path(directory)
+        for name in (CONFIG_FILE, WEIGHTS_FILE, LLM_CONFIG_DIR, TOKENIZER_DIR):
+            if not (directory / name).exists():
+                raise FileNotFoundError(f"{directory / name}: missing; expected a directory written by "
+                                        "VLM.save_pretrained")
+        cfg = OmegaConf.load(directory / CONFIG_FILE)
+        tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR, local_files_only=True)
+        llm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(directory / LLM_CONFIG_DIR))
+        model = assemble(cfg, tokenizer, llm, load_vision_weights=False)
+        load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=str(device))
+        return model.to(device)
+
+
+def assemble(cfg: DictConfig, tokenizer: Any, llm: nn.Module, *, load_vision_weights: bool = True) -> VLM:
+    vision = build_vision(cfg.vision, load_weights=load_vision_weights)
+    projector = build_projector(cfg.projector, vision.embed_dim, llm.get_input_embeddings().weight.shape[1])
+    return VLM(cfg, vision, projector, llm, tokenizer)
+
+
+def build_vlm(cfg: DictConfig) -> VLM:
+    """The VLM of a composed config: tiny random-init or local weights (never downloaded)."""
+    tokenizer = build_tokenizer(cfg.llm)
+    return assemble(cfg, tokenizer, build_llm(cfg.llm, tokenizer))
