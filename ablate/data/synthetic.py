@@ -304,11 +304,28 @@ def qa_word(scene: Scene, rng: random.Random) -> QA | None:
     return QA("word", f"What word is written on the {side}?", t.word, t)
 
 
+def referring_expression(scene: Scene, t: Item, rng: random.Random, style: str) -> str:
+    """RefCOCO-style (``refcoco``: with location words), RefCOCO+-style (``refcoco+``: appearance only) or
+    RefCOCOg-style (``refcocog``: longer, relative to another object) expression for ``t``."""
+    if style == "refcoco":
+        pos = position_word(scene, t)
+        return f"{t.name} {'in the center' if pos == 'center' else 'on the ' + pos}"
+    if style == "refcoco+":
+        return f"{t.size} {t.name}"
+    others = [o for o in scene.objects if o is not t and relation_holds(t, o, "left of") is not None]
+    if not others:
+        return f"the {t.size} {t.name} in the picture"
+    o = rng.choice(others)
+    side = "left" if relation_holds(t, o, "left of") else "right"
+    return f"the {t.size} {t.name} to the {side} of the {o.name}"
+
+
 def qa_box(scene: Scene, rng: random.Random) -> QA | None:
     if not scene.objects:
         return None
     t = rng.choice(scene.objects)
-    return QA("box", f"the {t.name}", box_text(norm_box(t.box, scene.width, scene.height)), t)
+    expr = referring_expression(scene, t, rng, rng.choice(("refcoco", "refcoco+", "refcocog")))
+    return QA("box", expr, box_text(norm_box(t.box, scene.width, scene.height)), t)
 
 
 def qa_relation(scene: Scene, rng: random.Random) -> QA | None:
@@ -351,28 +368,37 @@ def qa_unanswerable(scene: Scene, rng: random.Random) -> QA | None:
     return QA("unanswerable", f"What color is the {rng.choice(absent)}?", "unanswerable")
 
 
+def qa_tally(scene: Scene, rng: random.Random) -> QA:
+    """TallyQA as Prismatic asks it: the count as one of 16 lettered options (0-15)."""
+    qa = qa_count(scene, rng)
+    return QA("tally", qa.question, TALLY_LETTERS[int(qa.answer)], meta={"options": [str(n) for n in range(16)]})
+
+
+TALLY_LETTERS = "ABCDEFGHIJKLMNOP"
 QA_FAMILIES: dict[str, Callable[[Scene, random.Random], QA | None]] = {
     "presence": qa_presence, "count": qa_count, "color": qa_color, "shape": qa_shape, "word": qa_word,
-    "box": qa_box, "relation": qa_relation, "choice": qa_choice, "unanswerable": qa_unanswerable,
+    "box": qa_box, "relation": qa_relation, "choice": qa_choice, "unanswerable": qa_unanswerable, "tally": qa_tally,
 }
 # how often each family appears in instruct.json (words only where a scene has one)
-TRAIN_WEIGHTS = {"presence": 3, "count": 3, "color": 2, "shape": 2, "word": 3, "box": 3, "relation": 2,
-                 "choice": 2, "unanswerable": 1}
+TRAIN_WEIGHTS = {"presence": 3, "count": 2, "color": 2, "shape": 2, "word": 3, "box": 3, "relation": 2,
+                 "choice": 2, "unanswerable": 1, "tally": 1}
 
 
-def instruct_turn(qa: QA) -> tuple[str, str]:
-    """(human text, assistant text) in the prompt styles of the LLaVA-1.5 mix and the TRI harness."""
+def instruct_turn(qa: QA, rng: random.Random) -> tuple[str, str]:
+    """(human text, assistant text) in the prompt styles of the LLaVA-1.5 mix and the TRI harness; some
+    answerable questions carry VizWiz's "unanswerable" instruction too, so it is not a give-away."""
     if qa.family == "box":
         return BOX_PROMPT.format(qa.question), qa.answer
     if qa.family == "relation":
         return TF_PROMPT.format(qa.question), qa.answer.capitalize()
-    if qa.family == "choice":
-        opts = "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(qa.meta["options"]))
+    if qa.family in ("choice", "tally"):
+        opts = "\n".join(f"{TALLY_LETTERS[i]}. {o}" for i, o in enumerate(qa.meta["options"]))
         return f"{qa.question}\n{opts}{MC_SUFFIX}", qa.answer
     if qa.family == "unanswerable":
         return qa.question + UNANSWERABLE + SHORT, "unanswerable"
     answer = qa.answer.capitalize() if qa.answer in ("yes", "no") else qa.answer
-    return qa.question + SHORT, answer
+    extra = UNANSWERABLE if qa.family in ("color", "shape", "count") and rng.random() < 0.2 else ""
+    return qa.question + extra + SHORT, answer
 
 
 def caption(scene: Scene) -> str:
@@ -447,7 +473,7 @@ def write_training(out: Path, size: int, seed: int, progress: bool = False) -> d
             qa = QA_FAMILIES[rng.choices(families, weights)[0]](scene, rng)
             if qa is not None and qa.question not in seen:
                 seen.add(qa.question)
-                turns.append(instruct_turn(qa))
+                turns.append(instruct_turn(qa, rng))
         instruct.append({"id": f"instruct-{i:06d}", "image": name, "conversations": conversation(turns, image=True)})
     for j in range(max(1, size // 10)):
         instruct.append({"id": f"text-{j:06d}", "conversations": conversation(language_only(rng), image=False)})
@@ -697,19 +723,6 @@ def write_pope(w: EvalWriter) -> dict[str, int]:
     return {f"pope {k}": len(v) for k, v in splits.items()}
 
 
-def _refer_sentence(dataset: str, scene: Scene, t: Item, rng: random.Random) -> str:
-    if dataset == "refcoco":
-        return f"{t.name} on the {position_word(scene, t)}"
-    if dataset == "refcoco+":
-        return f"{t.size} {t.name}"
-    others = [o for o in scene.objects if o is not t and relation_holds(t, o, "left of") is not None]
-    if not others:
-        return f"the {t.size} {t.name} in the picture"
-    o = rng.choice(others)
-    side = "left of" if relation_holds(t, o, "left of") else "right of"
-    return f"the {t.size} {t.name} to the {side.split()[0]} of the {o.name}"
-
-
 REFER_DATASETS = {"refcoco": ("refs(unc).p", ("testA", "testB")), "refcoco+": ("refs(unc).p", ("testA", "testB")),
                   "refcocog": ("refs(umd).p", ("test",))}
 
@@ -741,13 +754,11 @@ def write_refer(w: EvalWriter) -> dict[str, int]:
     for dataset, (pickle_name, test_splits) in REFER_DATASETS.items():
         refs, sent_id = [], 0
         for image_id, scene, ann_ids in per_image:
-            edge = _edge_slots(scene.aspect)
-            order = sorted(range(len(scene.objects)), key=lambda k: (scene.objects[k].slot not in edge, rng.random()))
-            for k in order[: rng.randint(1, 2)]:
+            for k in rng.sample(range(len(scene.objects)), min(len(scene.objects), rng.randint(1, 2))):
                 t = scene.objects[k]
                 sentences = []
                 for _ in range(rng.randint(1, 2)):
-                    raw = _refer_sentence(dataset, scene, t, rng)
+                    raw = referring_expression(scene, t, rng, dataset)
                     sentences.append({"sent_id": sent_id, "sent": raw.lower(), "raw": raw, "tokens": raw.lower().split()})
                     sent_id += 1
                 split = "val" if rng.random() < 0.85 else rng.choice(test_splits)
@@ -780,7 +791,7 @@ def write_ocid(w: EvalWriter) -> dict[str, int]:
         for k in rng.sample(range(len(scene.objects)), min(3, len(scene.objects))):
             t = scene.objects[k]
             ref_id = len(refs)
-            refs[str(ref_id)] = {"ref_id": ref_id, "sentence": f"the {t.name} on the {position_word(scene, t)}",
+            refs[str(ref_id)] = {"ref_id": ref_id, "sentence": referring_expression(scene, t, rng, "refcoco"),
                                  "scene_path": scene_path, "sequence_path": seq, "take_id": take_id,
                                  "bbox": json.dumps(list(t.box)), "class": t.shape, "scene_instance_id": k + 1,
                                  "sub_index": 0, "instance_id": i * 100 + k, "anno_id": ref_id}
