@@ -281,6 +281,11 @@ def test_adjust_holm_and_bh_textbook():
     p = [0.01, 0.04, 0.03, 0.005]
     np.testing.assert_allclose(stats.adjust(p, "holm"), [0.03, 0.06, 0.06, 0.02])
     np.testing.assert_allclose(stats.adjust(p, "fdr_bh"), [0.02, 0.04, 0.04, 0.02])
+    from statsmodels.stats.multitest import multipletests
+
+    rand = np.random.default_rng(15).uniform(0, 0.2, 50)
+    for method in ("holm", "fdr_bh"):
+        np.testing.assert_allclose(stats.adjust(rand, method), multipletests(rand, method=method)[1])
     out = stats.adjust([0.01, np.nan, 0.02], "holm")
     assert math.isnan(out[1]) and out[0] == pytest.approx(0.02)
     with pytest.raises(ValueError, match="bonferroni"):
