@@ -209,13 +209,12 @@ def cli_eval(args: argparse.Namespace) -> int:
     cfg = OmegaConf.load(config) if config is not None else compose([])
     cfg = apply_overrides(cfg, list(args.overrides or []))
     benchmarks = [b for b in args.benchmarks.split(",") if b] if args.benchmarks else None
-    model = VLM.from_pretrained(model_dir)
     device = cfg.runtime.device if "runtime" in cfg else "auto"
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    model = VLM.from_pretrained(model_dir, device=device)
     tracker = _tracker_for(out_dir, cfg)
     try:
         scores = evaluate(model, cfg, out_dir, tracker=tracker, benchmarks=benchmarks, limit=args.limit)
