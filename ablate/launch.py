@@ -43,6 +43,7 @@ SLURM_STATES = {
     "PENDING": "pending", "CONFIGURING": "pending", "REQUEUE_HOLD": "pending", "REQUEUE_FED": "pending",
     "RUNNING": "running", "COMPLETING": "running", "SUSPENDED": "running", "RESIZING": "running",
     "STAGE_OUT": "running", "SIGNALING": "running", "REQUEUED": "requeued", "COMPLETED": "completed",
+    "UNKNOWN": "pending",  # submitit's answer before accounting lists a just-submitted job
 }
 ACTIVE = ("pending", "running", "requeued")
 STDERR_TAIL = 8
