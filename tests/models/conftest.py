@@ -1,0 +1,30 @@
+"""Shared fixtures for the model tests: composed tiny configs and tiny VLMs (built once per module)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+BASE = ["llm=tiny-llama", "train=tiny", "data=shapes", "eval=shapes"]
+
+
+def tiny_cfg(*overrides: str, check: bool = True):
+    from ablate.design import compose
+
+    extra = list(overrides)
+    if any(o == "vision=tiny-patch-embed" for o in extra):
+        extra.append("recipe=single-stage-full-ft")
+    return compose([*BASE, *extra], check=check)
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm():
+    from ablate.models.vlm import build_vlm
+
+    torch.manual_seed(0)
+    return build_vlm(tiny_cfg("vision=tiny-clip", "projector=mlp")).eval()

@@ -1,0 +1,76 @@
+"""Prompt formats render Prismatic's wraps; loss masks cover exactly the assistant text; the synthetic
+tokenizer is deterministic; the LM is built with a PAD token and embeddings padded to a multiple of 64."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import tiny_cfg
+
+from ablate.models.llm import WeightsNotFoundError, _synthetic_tokenizer_json, build_llm, build_tokenizer
+from ablate.models.prompts import IGNORE_INDEX, get_prompt_format, tokenize_conversation
+from ablate.models.registry import list_prompt_formats
+
+CONV = [("user", "<image>\nWhat colour is the circle?"), ("assistant", "red"),
+        ("user", "How many shapes?"), ("assistant", "three")]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer(tiny_cfg().llm)
+
+
+def test_formats_render_prismatic_wraps(tokenizer):
+    text = {f: "".join(t for t, _ in get_prompt_format(f, tokenizer).render(CONV))
+            for f in ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct")}
+    assert text["base"] == "In: What colour is the circle?\nOut: red</s>In: How many shapes?\nOut: three</s>"
+    assert text["vicuna-v1.5"].startswith("A chat between a curious user and an artificial intelligence assistant. "
+                                          "The assistant gives helpful, detailed, and polite answers to the user's "
+                                          "questions. USER: What colour is the circle? ASSISTANT: red</s>")
+    assert text["vicuna-v1.5"].endswith("USER: How many shapes? ASSISTANT: three</s>")
+    assert text["llama-2-chat"].startswith("[INST] <<SYS>>\n") and "\n<</SYS>>\n\nWhat colour is the circle? " \
+        "[/INST] red</s>[INST] How many shapes? [/INST] three</s>" in text["llama-2-chat"]
+    assert text["mistral-instruct"] == "[INST] What colour is the circle? [/INST] red</s>" \
+        "[INST] How many shapes? [/INST] three</s>"
+    assert get_prompt_format("base").generation_prompt("<image>\nQ?") == "In: Q?\nOut:"
+
+
+@pytest.mark.parametrize("fmt", list_prompt_formats())
+def test_loss_mask_covers_exactly_assistant_tokens(tokenizer, fmt):
+    pf = get_prompt_format(fmt, tokenizer)
+    ids, labels = tokenize_conversation(tokenizer, pf, CONV)
+    assert ids[0] == tokenizer.bos_token_id and len(ids) == len(labels)
+    masked = [t for t in labels if t != IGNORE_INDEX]
+    assert tokenizer.decode(masked) == " red</s> three</s>"
+    unmasked = tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab == IGNORE_INDEX])
+    assert "red" not in unmasked and "three" not in unmasked and "colour" in unmasked
+
+
+def test_unknown_prompt_format_lists_known():
+    with pytest.raises(KeyError, match="unknown prompt format 'chatml'; known: base, llama-2-chat"):
+        get_prompt_format("chatml")
+
+
+def test_synthetic_tokenizer_is_deterministic_and_covers_the_shapes_world(tokenizer):
+    assert _synthetic_tokenizer_json.__wrapped__() == _synthetic_tokenizer_json()
+    assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<s>", "</s>", "<pad>")
+    for word in (" red", " circle", " triangle", " left"):
+        assert len(tokenizer(word, add_special_tokens=False)["input_ids"]) == 1, word
+    box = "[0.12, 0.40, 0.31, 0.66]"
+    assert tokenizer.decode(tokenizer(box, add_special_tokens=False)["input_ids"]) == box
+
+
+def test_llm_embeddings_padded_to_multiple(tokenizer):
+    cfg = tiny_cfg()
+    llm = build_llm(cfg.llm, tokenizer)
+    rows = llm.get_input_embeddings().weight.shape[0]
+    assert rows % 64 == 0 and len(tokenizer) <= rows < len(tokenizer) + 64
+    assert llm.config.pad_token_id == tokenizer.pad_token_id
+
+
+def test_missing_llm_weights_name_what_and_where(tmp_path):
+    cfg = tiny_cfg("llm=vicuna-v15-7b")
+    with pytest.raises(WeightsNotFoundError, match=r"lmsys/vicuna-7b-v1\.5.*not found locally.*HF cache"):
+        build_tokenizer(cfg.llm)
+    cfg.llm.path = str(tmp_path / "absent")
+    with pytest.raises(WeightsNotFoundError, match="llm.path: .*absent.* does not exist"):
+        build_tokenizer(cfg.llm)
