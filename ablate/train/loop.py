@@ -98,38 +98,35 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
 class Budget:
     steps_per_epoch: int
     total_steps: int
-    accumulation: int  # micro-batches per rank per optimizer step
+    micro_per_step: int  # micro-batches of per_device_batch in one global batch (all ranks together)
 
 
-def budget(stage: Stage, n_examples: int, world_size: int) -> Budget:
-    """Optimizer steps of a stage (epochs x steps per epoch, capped by max_steps) and accumulation steps."""
-    per_step = stage.per_device_batch * world_size
-    if stage.global_batch % per_step:
-        raise ValueError(f"train.{'align' if stage.name == 'align' else 'finetune'}.global_batch: invalid value "
-                         f"{stage.global_batch}; expected a multiple of per_device_batch x ranks = {per_step}")
-    steps_per_epoch = n_examples // stage.global_batch
-    if steps_per_epoch == 0:
-        raise ValueError(f"stage {stage.name}: {n_examples} examples is fewer than one global batch "
-                         f"({stage.global_batch}); lower the global batch or add data")
-    total = max(1, math.ceil(stage.epochs * steps_per_epoch))
+def batch_plan(dataset: Sequence[Any], stage: Stage, cfg: Any) -> Any:
+    """The stage's data order: a ``ModalityLengthSampler`` with one "replica" per micro-batch of a global
+    batch, so each global batch (all-image or all-text, length-balanced) splits into the same micro-batches
+    for any number of ranks; rank r trains micro-batches r, r + ranks, ...  Orders depend on (seed, stage,
+    epoch) only."""
+    from ablate.data.llava import ModalityLengthSampler
+
+    n = len(dataset)
+    return ModalityLengthSampler(getattr(dataset, "lengths", [1] * n), getattr(dataset, "is_multimodal", [True] * n),
+                                 per_device_batch=stage.per_device_batch,
+                                 seed=int(cfg.train.seed) + 100_003 * stage.index,
+                                 num_replicas=stage.global_batch // stage.per_device_batch,
+                                 group_by_modality=bool(cfg.train.get("group_by_modality_length", True)))
+
+
+def budget(stage: Stage, steps_per_epoch: int, world_size: int) -> Budget:
+    """Optimizer steps of a stage (epochs x steps per epoch, capped by max_steps) and micro-batches per step."""
+    micro = stage.global_batch // stage.per_device_batch
+    if micro % world_size:
+        section = "align" if stage.name == "align" else "finetune"
+        raise ValueError(f"train.{section}.global_batch: invalid value {stage.global_batch}; expected a multiple of "
+                         f"per_device_batch x ranks = {stage.per_device_batch * world_size}")
+    total = max(1, math.ceil(stage.epochs * steps_per_epoch - 1e-9))
     if stage.max_steps is not None:
         total = min(total, int(stage.max_steps))
-    return Budget(steps_per_epoch, total, stage.global_batch // per_step)
-
-
-def epoch_order(n_examples: int, seed: int, stage_index: int, epoch: int) -> list[int]:
-    """The seeded order of examples in one epoch of one stage (independent of the global RNG and ranks)."""
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 1009 + epoch)
-    return torch.randperm(n_examples, generator=gen).tolist()
-
-
-def micro_batches(order: Sequence[int], step_in_epoch: int, stage: Stage, info: DistInfo) -> list[list[int]]:
-    """This rank's micro-batches of one global batch: micro-batch m goes to rank m % world_size."""
-    start = step_in_epoch * stage.global_batch
-    batch = order[start:start + stage.global_batch]
-    size = stage.per_device_batch
-    chunks = [list(batch[i:i + size]) for i in range(0, len(batch), size)]
-    return chunks[info.rank::info.world_size]
+    return Budget(steps_per_epoch, total, micro)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -157,15 +154,11 @@ def default_model(cfg: Any) -> nn.Module:
 
 def default_data(cfg: Any, stage: Stage, model: nn.Module) -> tuple[Sequence[Any], Collate]:
     """The stage's split of the data mix and a collate function bound to the model's tokenizer."""
-    from ablate.data.llava import collate
-    from ablate.data.mixes import build_mix
+    from ablate.data.llava import Collator
+    from ablate.data.mixes import build_dataset
 
-    dataset = build_mix(cfg, stage.data)
-
-    def collate_fn(examples: list[Any]) -> Mapping[str, Any]:
-        return collate(examples, pad_token_id=model.tokenizer.pad_token_id)
-
-    return dataset, collate_fn
+    dataset = build_dataset(cfg, stage.data, model.tokenizer, model.prompt_format, model.image_transform)
+    return dataset, Collator(int(model.tokenizer.pad_token_id))
 
 
 # ---------------------------------------------------------------------------------------------- logging
@@ -214,7 +207,7 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches:
     loss_sum = torch.zeros(3, dtype=torch.float64)  # loss sum, micro-batch count, tokens
     bad_ids: list[str] = []
     n_micro = len(batches)
-    total_micro = stage.global_batch // stage.per_device_batch
+    total_micro = stage.global_batch // stage.per_device_batch  # over all ranks
     for m, batch in enumerate(batches):
         if sharded:
             model.set_requires_gradient_sync(m == n_micro - 1)
@@ -244,7 +237,8 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
                  sharded: bool) -> int:
     """Run one stage from its start or from a mid-stage checkpoint; return the global step at its end."""
     dataset, collate_fn = data
-    b = budget(stage, len(dataset), info.world_size)
+    sampler = batch_plan(dataset, stage, cfg)
+    b = budget(stage, sampler.batches_per_epoch, info.world_size)
     optimizer = build_optimizer(model, stage)
     scheduler = build_scheduler(optimizer, b.total_steps, stage.warmup_ratio)
     start = 0
@@ -253,14 +247,15 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
         start = int(meta["stage_step"])
         log.info("stage %s: resumed at step %d/%d from %s", stage.name, start, b.total_steps, resume_from)
     every = int(cfg.runtime.checkpoint_every)
-    orders: dict[int, list[int]] = {}
+    epochs: dict[int, list[list[list[int]]]] = {}
     bar = tqdm(total=b.total_steps, initial=start, desc=f"train {stage.name}",
                disable=not (info.is_main and cfg.runtime.progress))
     for step in range(start, b.total_steps):
         epoch, in_epoch = divmod(step, b.steps_per_epoch)
-        if epoch not in orders:
-            orders = {epoch: epoch_order(len(dataset), int(cfg.train.seed), stage.index, epoch)}
-        batches = [collate_fn([dataset[i] for i in ids]) for ids in micro_batches(orders[epoch], in_epoch, stage, info)]
+        if epoch not in epochs:
+            epochs = {epoch: sampler.global_batches(epoch)}
+        mine = epochs[epoch][in_epoch][info.rank::info.world_size]
+        batches = [collate_fn([dataset[i] for i in ids]) for ids in mine]
         lr = scheduler.get_last_lr()[0]
         tic = time.perf_counter()
         loss, norm, tokens = _optimizer_step(model, optimizer, batches, stage, step + 1, cfg, info, sharded)
@@ -274,8 +269,9 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
         stage_done = done == b.total_steps
         if stage_done or done % every == 0:
             meta = {"stage": stage.index, "stage_name": stage.name, "stage_step": done, "stage_done": stage_done,
-                    "global_step": step_offset + done, "epoch": epoch, "step_in_epoch": in_epoch + 1,
-                    "total_steps": b.total_steps}
+                    "global_step": step_offset + done, "total_steps": b.total_steps,
+                    "sampler": {"epoch": epoch, "position": (in_epoch + 1) * stage.per_device_batch * b.micro_per_step,
+                                "seed": sampler.seed}}
             checkpoint.save(ckpt_root, step_offset + done, model=model, optimizer=optimizer, scheduler=scheduler,
                             meta=meta, keep_last=int(cfg.runtime.keep_last))
     bar.close()

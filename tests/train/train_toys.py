@@ -41,12 +41,11 @@ class ToyVLM(nn.Module):
         self.vision = Tower(width, 2)
         self.projector = nn.Linear(width, width)
         self.llm = Tower(width, 2)
-        self.head = nn.Linear(width, classes)  # part of the root: trains with nothing (frozen by no stage)
-        self.llm.add_module("lm_head", self.head)
+        self.llm.add_module("lm_head", nn.Linear(width, classes))
 
     def forward(self, batch: Mapping[str, Any]) -> torch.Tensor:
         h = self.llm(self.projector(self.vision(batch["x"])))
-        return nn.functional.cross_entropy(self.head(h), batch["y"])
+        return nn.functional.cross_entropy(self.llm.lm_head(h), batch["y"])
 
 
 def toy_model(cfg: Any) -> nn.Module:
@@ -84,3 +83,25 @@ def toy_cfg(**train: Any) -> Any:
         "train": base,
         "runtime": {"log_every": 2, "checkpoint_every": 3, "keep_last": 2, "device": "cpu", "progress": False},
     })
+
+
+def slow_toy_data(delay_s: float) -> Any:
+    """Toy data whose collate sleeps, so a subprocess can be killed between checkpoints."""
+    import time
+
+    def build(cfg: Any, stage: Stage, model: nn.Module) -> tuple[list[dict[str, Any]], Any]:
+        def collate(examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+            time.sleep(delay_s)
+            return toy_collate(examples)
+
+        return toy_examples(seed=stage.index), collate
+
+    return build
+
+
+if __name__ == "__main__":  # python train_toys.py RUN_DIR DELAY_S: train the toy recipe (killed by tests)
+    import sys
+
+    from ablate.train.loop import train
+
+    train(toy_cfg(), sys.argv[1], build_model=toy_model, build_data=slow_toy_data(float(sys.argv[2])))
