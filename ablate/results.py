@@ -304,7 +304,7 @@ def collect(study: str | Path, *, studies_dir: str | Path = "studies", out: str 
     scores_frame["n"] = scores_frame["n"].astype("Int64")
     examples_frame = (pd.concat(examples, ignore_index=True) if examples
                       else pd.DataFrame(columns=EXAMPLE_COLUMNS))
-    for col in ("run_key", "benchmark"):
+    for col in ("run_key", "benchmark", "example_id"):  # categorical: small, and free to code for stats
         examples_frame[col] = examples_frame[col].astype("category")
     results = Results(runs_frame, scores_frame, examples_frame, manifest)
     results.save(out)

@@ -127,7 +127,14 @@ def effect_sizes(alternate: np.ndarray, base: np.ndarray, *, alpha: float = 0.05
 
 
 # ------------------------------------------------------------------------------------ Prismatic's test
+def wide_scores(scores: pd.DataFrame, value: str = "score") -> pd.DataFrame:
+    """model x benchmark table; pass its result instead of the tidy frame to test many pairs cheaply."""
+    return _wide(scores, value)
+
+
 def _wide(scores: pd.DataFrame, value: str = "score") -> pd.DataFrame:
+    if scores.attrs.get("wide"):
+        return scores
     missing = {"model", "benchmark", value} - set(scores.columns)
     if missing:
         raise ValueError(f"scores: missing column(s) {sorted(missing)}; expected model, benchmark, {value}")
@@ -135,7 +142,9 @@ def _wide(scores: pd.DataFrame, value: str = "score") -> pd.DataFrame:
     if dup.any():
         row = scores[dup].iloc[0]
         raise ValueError(f"scores: duplicate row for model {row['model']!r}, benchmark {row['benchmark']!r}")
-    return scores.pivot(index="model", columns="benchmark", values=value)
+    wide = scores.pivot(index="model", columns="benchmark", values=value)
+    wide.attrs["wide"] = True
+    return wide
 
 
 def pair_matrices(scores: pd.DataFrame, pairs: Sequence[tuple[str, str]],
@@ -242,39 +251,36 @@ def mcnemar_rows(correct_a: np.ndarray, correct_b: np.ndarray, *, alpha: float =
     a = np.atleast_2d(np.asarray(correct_a, dtype=bool))
     b = np.atleast_2d(np.asarray(correct_b, dtype=bool))
     n = a.shape[1]
-    only_a = (a & ~b).sum(axis=1)
-    only_b = (~a & b).sum(axis=1)
+    n01 = (a & ~b).sum(axis=1)
+    n10 = (~a & b).sum(axis=1)
+    disc = n01 + n10
+    exact = disc < exact_below
+    low = np.minimum(n01, n10)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi2 = np.where(disc > 0, (np.abs(n01 - n10) - 1.0) ** 2 / np.maximum(disc, 1), 0.0)
+    stat = np.where(exact, low, chi2).astype(float)
+    p = np.where(exact, np.minimum(1.0, 2 * sps.binom.cdf(low, disc, 0.5)), sps.chi2.sf(chi2, 1))
+    p = np.where(disc == 0, 1.0, p)
+    effect = (n01 - n10) / n
+    se = np.sqrt(np.maximum(disc - (n01 - n10) ** 2 / n, 0.0)) / n
     z = sps.norm.ppf(1 - alpha / 2)
-    out = []
-    for n01, n10 in zip(only_a.tolist(), only_b.tolist(), strict=True):
-        disc = n01 + n10
-        if disc < exact_below:
-            stat = float(min(n01, n10))
-            p = float(min(1.0, 2 * sps.binom.cdf(min(n01, n10), disc, 0.5))) if disc else 1.0
-            method = "mcnemar-exact"
-        else:
-            stat = (abs(n01 - n10) - 1) ** 2 / disc
-            p = float(sps.chi2.sf(stat, 1))
-            method = "mcnemar-chi2"
-        effect = (n01 - n10) / n
-        se = math.sqrt(max(disc - (n01 - n10) ** 2 / n, 0.0)) / n
-        out.append(TestResult(method, stat, p, effect, effect - z * se, effect + z * se, n,
-                              extras={"only_alternate": n01, "only_base": n10}))
-    return out
+    return [TestResult("mcnemar-exact" if ex else "mcnemar-chi2", float(st), float(pv), float(ef),
+                       float(ef - z * s_), float(ef + z * s_), n, extras={"only_alternate": int(x), "only_base": int(y)})
+            for ex, st, pv, ef, s_, x, y in zip(exact, stat, p, effect, se, n01, n10, strict=True)]
 
 
 def _bootstrap_means(diff: np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(rows, n_resamples) means of paired differences under one shared set of resamples.
 
-    Each resample is a row of multinomial counts over the examples, so a chunk of resamples for every row
+    Each resample is a row of counts over the examples (multinomial, drawn as n indices with replacement), so a chunk of resamples for every row
     at once is one matrix product diff @ counts.T.
     """
     rows, n = diff.shape
     out = np.empty((rows, n_resamples))
-    probs = np.full(n, 1.0 / n)
     for start in range(0, n_resamples, CHUNK):
         k = min(CHUNK, n_resamples - start)
-        counts = rng.multinomial(n, probs, size=k).astype(diff.dtype)
+        picks = rng.integers(0, n, size=(k, n)) + (np.arange(k) * n)[:, None]  # k resamples of n indices
+        counts = np.bincount(picks.ravel(), minlength=k * n).reshape(k, n).astype(diff.dtype)
         out[:, start:start + k] = diff @ counts.T / n
     return out
 
@@ -309,11 +315,10 @@ def bootstrap_rows(score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: int
     observed = diff.mean(axis=1)
     if ci == "bca":
         levels = _bca_bounds(diff, boot, observed, alpha)
+        lows = np.array([np.quantile(row, lv[0]) for row, lv in zip(boot, levels, strict=True)])
+        highs = np.array([np.quantile(row, lv[1]) for row, lv in zip(boot, levels, strict=True)])
     else:
-        levels = np.tile([alpha / 2, 1 - alpha / 2], (diff.shape[0], 1))
-    boot.sort(axis=1)
-    lows = np.array([np.quantile(row, lv[0]) for row, lv in zip(boot, levels, strict=True)])
-    highs = np.array([np.quantile(row, lv[1]) for row, lv in zip(boot, levels, strict=True)])
+        lows, highs = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=1)
     le = (boot <= 0).sum(axis=1)
     ge = (boot >= 0).sum(axis=1)
     p = np.minimum(1.0, 2 * (np.minimum(le, ge) + 1) / (n_resamples + 1))
@@ -367,29 +372,57 @@ def permutation_rows(score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: i
     return out
 
 
-def example_matrix(examples: pd.DataFrame, run_keys: Sequence[str], benchmark: str,
-                   value: str = "score") -> tuple[np.ndarray, np.ndarray]:
-    """(runs, examples) matrix of ``value`` for one benchmark, columns aligned on ``example_id``.
+def _codes(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes and their labels; free for categorical columns, one factorize otherwise."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(), pd.Index(values.cat.categories)
+    codes, uniques = pd.factorize(values)
+    return codes, pd.Index(uniques)
 
-    Only examples every listed run has are kept (runs pair by the benchmark's own example ids). Works on
-    categorical or plain columns in O(rows) numpy, without a pandas pivot.
+
+def example_matrices(examples: pd.DataFrame, run_keys: Sequence[str], columns: Sequence[str] = ("score",)
+                     ) -> tuple[list[np.ndarray], np.ndarray]:
+    """(runs, examples) matrices of ``columns`` for ONE benchmark's rows, aligned on ``example_id``.
+
+    Only examples every listed run has are kept (runs pair by the benchmark's own example ids). O(rows)
+    numpy on integer codes (categorical columns cost nothing to code), no pandas pivot.
     """
-    missing = {"run_key", "benchmark", "example_id", value} - set(examples.columns)
+    missing = {"run_key", "example_id", *columns} - set(examples.columns)
     if missing:
         raise ValueError(f"examples: missing column(s) {sorted(missing)}")
-    sub = examples[examples["benchmark"] == benchmark]
     keys = pd.Index(list(dict.fromkeys(run_keys)))
-    rows = keys.get_indexer(sub["run_key"].astype(object))
-    sub = sub[rows >= 0]
-    rows = rows[rows >= 0]
-    ids, cols = np.unique(sub["example_id"].to_numpy(), return_inverse=True)
-    mat = np.full((len(keys), len(ids)), np.nan)
-    mat[rows, cols] = sub[value].to_numpy(dtype=float)
+    run_codes, run_labels = _codes(examples["run_key"])
+    lookup = keys.get_indexer(run_labels.astype(str))
+    rows = np.where(run_codes >= 0, lookup[run_codes], -1)
+    sel = rows >= 0
+    ex_codes, ex_labels = _codes(examples["example_id"])
+    used, cols = np.unique(ex_codes[sel], return_inverse=True)
+    rows = rows[sel]
+    seen = np.zeros((len(keys), len(used)), dtype=bool)
+    seen[rows, cols] = True
     for i, key in enumerate(keys):
-        if np.isnan(mat[i]).all():
-            raise ValueError(f"examples: run {key!r} has no examples on benchmark {benchmark!r}")
-    keep = ~np.isnan(mat).any(axis=0)
-    return mat[:, keep], ids[keep]
+        if not seen[i].any():
+            bench = examples["benchmark"].iloc[0] if "benchmark" in examples.columns and len(examples) else "?"
+            raise ValueError(f"examples: run {key!r} has no examples on benchmark {bench!r}")
+    keep = seen.all(axis=0)
+    mats = []
+    for col in columns:
+        mat = np.zeros((len(keys), len(used)))
+        mat[rows, cols] = examples[col].to_numpy(dtype=float)[sel]
+        mats.append(mat[:, keep])
+    return mats, np.asarray(ex_labels)[used[keep]]
+
+
+def example_matrix(examples: pd.DataFrame, run_keys: Sequence[str], benchmark: str,
+                   value: str = "score") -> tuple[np.ndarray, np.ndarray]:
+    """(runs, examples) matrix of ``value`` on one benchmark, columns aligned on ``example_id``."""
+    if "benchmark" not in examples.columns:
+        raise ValueError("examples: missing column(s) ['benchmark']")
+    sub = examples[examples["benchmark"] == benchmark]
+    if sub.empty:
+        raise ValueError(f"examples: no rows for benchmark {benchmark!r}")
+    (mat,), ids = example_matrices(sub, run_keys, (value,))
+    return mat, ids
 
 
 def paired_rows(alt: np.ndarray, base: np.ndarray, method: str, *, seed: int = 0,
@@ -440,12 +473,17 @@ def paired_tests(examples: pd.DataFrame, pairs: Sequence[tuple[str, str, str]], 
     has_correct = "correct" in examples.columns
     out: list[TestResult] = []
     keys = list(dict.fromkeys(k for _, a, b in pairs for k in (a, b)))
+    idx = {k: i for i, k in enumerate(keys)}
+    ia = [idx[a] for _, a, _ in pairs]
+    ib = [idx[b] for _, _, b in pairs]
+    wanted = set(benchmarks)
+    groups = {str(b): g for b, g in examples.groupby("benchmark", observed=True, sort=False) if str(b) in wanted}
     for bench in benchmarks:
-        mat, _ = example_matrix(examples, keys, bench)
-        idx = {k: i for i, k in enumerate(keys)}
-        ia = [idx[a] for _, a, _ in pairs]
-        ib = [idx[b] for _, _, b in pairs]
-        cor = example_matrix(examples, keys, bench, "correct")[0] > 0.5 if has_correct else mat >= 0.5
+        if bench not in groups:
+            raise ValueError(f"examples: no rows for benchmark {bench!r}")
+        mats, _ = example_matrices(groups[bench], keys, ("score", "correct") if has_correct else ("score",))
+        mat = mats[0]
+        cor = mats[1] > 0.5 if has_correct else mat >= 0.5
         for method in methods:
             rows = paired_rows(mat[ia], mat[ib], method, seed=seed, n_resamples=n_resamples, ci=ci, alpha=alpha,
                                correct_alt=cor[ia], correct_base=cor[ib])
