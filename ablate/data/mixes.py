@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,18 @@ def ensure_synthetic(data_cfg: Any) -> None:
 
     size, seed = int(syn.get("size", 2000)), int(syn.get("seed", 0))
     log.info("data root %s is empty: generating the shapes world (size %d, seed %d)", root, size, seed)
-    write_world(root, size, seed)
+    # write beside the root and rename, so concurrent jobs never read a half-written world
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_world(tmp, size, seed)
+    try:
+        os.rename(tmp, root)
+    except OSError:  # another job finished first (or root is a non-empty folder without instruct.json)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not (root / "instruct.json").exists():
+        raise FileNotFoundError(f"data.root: {str(root)!r} exists without instruct.json; expected an empty or "
+                                "missing folder for data.synthetic to generate the shapes world into")
 
 
 def _sources(data_cfg: Any, stage_data: str) -> list[Any]:

@@ -73,3 +73,13 @@ def test_dataloader_over_the_mix_gives_single_modality_batches(world: Path, comp
     assert len(batches) == sampler.batches_per_epoch
     assert all(len(set(b["has_image"].tolist())) == 1 for b in batches)
     assert {False, True} == {bool(b["has_image"][0]) for b in batches}
+
+
+def test_synthetic_generation_refuses_a_foreign_non_empty_root(tmp_path: Path, compose_tiny) -> None:
+    root = tmp_path / "busy"
+    root.mkdir()
+    (root / "notes.txt").write_text("not a shapes world")
+    cfg = compose_tiny(f"data.root={root}", "data.synthetic.size=2")
+    with pytest.raises(FileNotFoundError, match="exists without instruct.json"):
+        build_mix(cfg, "align")
+    assert not list(tmp_path.glob(".busy.tmp-*"))
