@@ -625,10 +625,12 @@ def write_gqa(w: EvalWriter) -> dict[str, int]:
         image_id = f"n{500000 + i}"
         scene = _eval_scene(rng, lo=2)
         w.image(scene, f"gqa/images/{image_id}.jpg")
+        n_made = 0
         for k in range(6):
-            made = _gqa_item(scene, rng)
-            if made is None or len([x for x in items.values() if x["imageId"] == image_id]) >= 3:
+            made = _gqa_item(scene, rng) if n_made < 3 else None
+            if made is None:
                 continue
+            n_made += 1
             q, ans, full, family, prog = made
             qid = str(20100000 + i * 10 + k)
             structural, semantic, detailed = GQA_TYPES[family]
@@ -922,9 +924,8 @@ def write_world(out: str | Path, size: int = 2000, seed: int = 0, *, progress: b
     out = Path(out)
     counts = write_training(out, size, seed, progress)
     writer = EvalWriter(out / "eval", seed, max(24, size // 10))
-    for name, fn in tqdm(EVAL_WRITERS.items(), desc="synth eval", disable=not progress):
-        counts.update(fn(writer))
-        del name
+    for write in tqdm(EVAL_WRITERS.values(), desc="synth eval", disable=not progress):
+        counts.update(write(writer))
     _dump(out / "eval/scenes.json", writer.scenes)
     counts["eval images"] = len(writer.scenes)
     return counts
