@@ -13,6 +13,7 @@ import base64
 import html
 import logging
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,8 @@ def _plt():
 def plot_delta_heatmap(delta: pd.DataFrame, tests: pd.DataFrame, path: Path) -> Path:
     """Per-benchmark delta heatmap; * marks cells where every pair's bootstrap test survives correction."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * delta.shape[1], 1.0 + 0.5 * delta.shape[0]))
+    label_w = 0.08 * max(len(str(c)) for c in delta.index)
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.0 + label_w + 0.9 * delta.shape[1]), 1.6 + 0.5 * delta.shape[0]))
     lim = float(np.nanmax(np.abs(delta.to_numpy()))) or 1.0
     im = ax.imshow(delta.to_numpy(), cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     boot = tests[tests["family"] == "bootstrap"]
@@ -177,7 +179,8 @@ def plot_delta_heatmap(delta: pd.DataFrame, tests: pd.DataFrame, path: Path) -> 
             ax.text(j, i, f"{delta.iat[i, j]:+.3f}{star}", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(delta.shape[1]), delta.columns, rotation=45, ha="right")
     ax.set_yticks(range(delta.shape[0]), delta.index)
-    ax.set_title("alternate - base, per benchmark (* = bootstrap significant after correction)", fontsize=9)
+    ax.set_title("alternate - base per benchmark\n(* = every pair's bootstrap significant after correction)",
+                 fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -250,7 +253,7 @@ def plot_axis_bars(results: Results, tests: pd.DataFrame, folder: Path) -> list[
         ax.set_xticks(np.arange(len(bench)) + 0.4 - width / 2, bench, rotation=30, ha="right")
         ps = tests[(tests["comparison"].isin([c["name"] for c in comps])) & (tests["family"] == "prismatic-t")]
         ptxt = "; ".join(f"{r.comparison}: p={r.pvalue:.2g} (adj {r.p_adj:.2g})" for r in ps.itertuples())
-        ax.set_title(f"{title}\n{ptxt}", fontsize=8)
+        ax.set_title("\n".join([title, *textwrap.wrap(ptxt, 90)]), fontsize=8)
         ax.set_ylabel("score")
         ax.legend(fontsize=7, ncols=min(4, len(bars)))
         fig.tight_layout()

@@ -62,15 +62,16 @@ def main() -> None:
     print(f"study: {args.runs} runs x {args.benchmarks} benchmarks x {args.examples} examples = "
           f"{total_scores:.3g} scores; {len(pairs)} pairs; {args.resamples} resamples")
 
-    analysis_s, gen_s, results = 0.0, 0.0, []
+    analysis_s, cpu_s, gen_s, results = 0.0, 0.0, 0.0, []
     loop_s, loop_n, accuracy = 0.0, 0, []
     for bench in tqdm(benches, desc="benchmarks", unit="bench"):
         t0 = time.perf_counter()
         frame = make_benchmark(rng, args.runs, args.examples, bench)
         gen_s += time.perf_counter() - t0
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         results += stats.paired_tests(frame, pairs, [bench], seed=0, n_resamples=args.resamples)
         analysis_s += time.perf_counter() - t0
+        cpu_s += time.process_time() - c0
         accuracy.append(frame.groupby("run_key", observed=True)["score"].mean().to_numpy())
         if loop_n < args.loop_subset:  # baseline: a few pairs of this benchmark through scipy
             (mat,), _ = stats.example_matrices(frame, [pairs[0][1], pairs[0][2]])
@@ -80,7 +81,7 @@ def main() -> None:
             loop_n += 1
         del frame
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     scores = pd.DataFrame({"model": np.repeat([f"run{i:04d}" for i in range(args.runs)], args.benchmarks),
                            "benchmark": np.tile(benches, args.runs),
                            "score": np.stack(accuracy, axis=1).ravel()})
@@ -93,6 +94,7 @@ def main() -> None:
     for _, idx in frame.groupby("method").groups.items():
         frame.loc[idx, "p_adj"] = stats.adjust(frame.loc[idx, "pvalue"].to_numpy(float), "holm")
     analysis_s += time.perf_counter() - t0
+    cpu_s += time.process_time() - c0
 
     n_tests = len(pairs) * len(benches)
     loop_total = loop_s / loop_n * n_tests
@@ -101,7 +103,9 @@ def main() -> None:
     print(f"mean bootstrap effect {boot['effect'].mean():+.4f} (simulated +0.02); "
           f"significant after Holm: {int((frame['p_adj'] < 0.05).sum())}")
     print(f"data generation (not timed): {gen_s:.1f} s")
-    print(f"vectorised analysis of {total_scores:.3g} scores: {analysis_s:.1f} s")
+    print(f"vectorised analysis of {total_scores:.3g} scores: {analysis_s:.1f} s wall, {cpu_s:.1f} s CPU "
+          f"(on 2 idle cores: between {cpu_s / 2:.1f} s if all of it ran on both cores and {cpu_s:.1f} s if on one; "
+          f"wall exceeds that when other work shares the cores)")
     print(f"per-pair scipy loop: {loop_s / loop_n:.3f} s per cell on {loop_n} cells -> {loop_total:.0f} s "
           f"extrapolated to {n_tests} cells")
     print(f"speed-up: {loop_total / analysis_s:.0f}x")
