@@ -3,7 +3,8 @@
 ``build_vlm(cfg)`` assembles the model from a composed config.  ``VLM.forward(batch)`` returns the mean loss
 over assistant tokens (labels from the data pipeline; image slots get ``-100``).  Image tokens go in through
 ``inputs_embeds`` by one vectorized gather, for right-padded (training) and left-padded (generation) rows
-alike; in a batch that mixes image and text-only rows, text rows get masked filler slots at their end.
+alike; in a batch that mixes image and text-only rows, text rows get masked filler slots (at the end of a
+right-padded row, at the start of a left-padded one).
 ``generate`` is batched greedy decoding with left padding and a KV cache, stopping at EOS; it computes
 position ids itself so ``1d`` and ``rope-2d`` decode the same way.  ``score_options`` returns normalized
 probabilities of closed-set options (option log-likelihood given the prompt, softmaxed over the options; for
@@ -90,7 +91,10 @@ class VLM(nn.Module):
         images = text.new_zeros(B, T, text.shape[-1])
         images[has_image] = feats.to(text.dtype)
         first = attention_mask.long().argmax(dim=1)
-        insert_at = torch.where(has_image, first + 1, torch.full_like(first, L))
+        # text-only rows get masked filler slots where they do not separate a row's last token from what
+        # follows it: at the start when the row ends attended (left padding, generation), else at the end
+        filler_at = torch.where(attention_mask[:, -1].bool(), torch.zeros_like(first), torch.full_like(first, L))
+        insert_at = torch.where(has_image, first + 1, filler_at)
         j = torch.arange(L + T, device=text.device).unsqueeze(0)
         rel = j - insert_at.unsqueeze(1)
         in_image = (rel >= 0) & (rel < T)
