@@ -236,6 +236,7 @@ def test_hydra_multirun_with_submitit_slurm_launcher_runs_the_job_body(slurm_clu
            "train.seed=1,2", "--multirun", "hydra/launcher=submitit_slurm", f"hydra.sweep.dir={workspace / 'multirun'}",
            "hydra.launcher.partition=debug", "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10",
            "hydra.launcher.mem_gb=1"]
+    cmd.insert(3, cmd.pop(cmd.index("--multirun")))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = sorted(p.parent.name for p in Path("runs").glob("*/DONE"))
