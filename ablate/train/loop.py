@@ -19,6 +19,7 @@ loss stops the run with the stage, step and example ids of the batch.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -152,12 +153,14 @@ def default_model(cfg: Any) -> nn.Module:
     return build_vlm(cfg)
 
 
-def default_data(cfg: Any, stage: Stage, model: nn.Module) -> tuple[Sequence[Any], Collate]:
-    """The stage's split of the data mix and a collate function bound to the model's tokenizer."""
+def default_data(cfg: Any, stage: Stage, model: nn.Module, *, stats: Any = None) -> tuple[Sequence[Any], Collate]:
+    """The stage's split of the data mix and a collate function bound to the model's tokenizer; ``stats``
+    (a ``DataStats``) collects the counts of every stage."""
     from ablate.data.llava import Collator
     from ablate.data.mixes import build_dataset
 
-    dataset = build_dataset(cfg, stage.data, model.tokenizer, model.prompt_format, model.image_transform)
+    dataset = build_dataset(cfg, stage.data, model.tokenizer, model.prompt_format, model.image_transform,
+                            stats=stats)
     return dataset, Collator(int(model.tokenizer.pad_token_id))
 
 
@@ -292,7 +295,11 @@ def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_mo
     """Train every stage of ``cfg.recipe`` into ``run_dir`` (resuming from its checkpoints); save and return
     the final model (a plain, unsharded module; saved by rank 0 to ``run_dir/model/``)."""
     build_model = build_model or default_model
-    build_data = build_data or default_data
+    if build_data is None:
+        from ablate.data.llava import DataStats
+
+        data_stats = DataStats()
+        build_data = functools.partial(default_data, stats=data_stats)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_root = run_dir / "checkpoints"
@@ -324,6 +331,9 @@ def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_mo
                                    sharded=sharded)
         weights_from = checkpoint.latest(ckpt_root)
         meta = None
+        stats = getattr(data[0], "stats", None)
+        if info.is_main and stats is not None:
+            stats.save(run_dir / "data_stats.json")
         del model
     final = _fresh_model(cfg, build_model, weights_from)
     if info.is_main:

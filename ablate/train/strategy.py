@@ -103,6 +103,9 @@ def parallelize(model: nn.Module, cfg: Any, mesh: Any, *, trainable: tuple[str, 
                 device: torch.device | None = None) -> nn.Module:
     """Wrap a VLM for training one stage: frozen-vision dtype, activation checkpointing, FSDP2 per component."""
     t = cfg.train
+    llm_config = getattr(model.llm, "config", None)
+    if llm_config is not None and hasattr(llm_config, "use_cache"):
+        llm_config.use_cache = False  # a KV cache is useless in training and breaks recomputation
     if "vision" not in trainable:
         model.vision.to(DTYPES[t.frozen_vision_dtype])
     if t.activation_checkpointing:
