@@ -450,6 +450,11 @@ def _train_scene(rng: random.Random) -> Scene:
                         edge_target=rng.random() < 0.3)
 
 
+# keeps a conversation within the tiny LMs' 256 tokens in every prompt format (the synthetic BPE packs ~2
+# characters per token; the Vicuna system prompt and role tags add ~100 tokens)
+MAX_CONVERSATION_CHARS = 300
+
+
 def write_training(out: Path, size: int, seed: int, progress: bool = False) -> dict[str, int]:
     """``images/``, ``align.json`` (one caption per image) and ``instruct.json`` (2-4 QA turns per image
     plus size/10 language-only conversations)."""
@@ -471,9 +476,13 @@ def write_training(out: Path, size: int, seed: int, progress: bool = False) -> d
             if len(turns) == n_turns:
                 break
             qa = QA_FAMILIES[rng.choices(families, weights)[0]](scene, rng)
-            if qa is not None and qa.question not in seen:
-                seen.add(qa.question)
-                turns.append(instruct_turn(qa, rng))
+            if qa is None or qa.question in seen:
+                continue
+            turn = instruct_turn(qa, rng)
+            if turns and sum(len(h) + len(g) for h, g in [*turns, turn]) > MAX_CONVERSATION_CHARS:
+                break
+            seen.add(qa.question)
+            turns.append(turn)
         instruct.append({"id": f"instruct-{i:06d}", "image": name, "conversations": conversation(turns, image=True)})
     for j in range(max(1, size // 10)):
         instruct.append({"id": f"text-{j:06d}", "conversations": conversation(language_only(rng), image=False)})
