@@ -152,6 +152,14 @@ def load_manifest(studies_dir: str | Path, study: str) -> dict[str, Any] | None:
         raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}): {exc.msg}") from None
 
 
+def absolute_uri(uri: str, cwd: str) -> str:
+    """A relative ``sqlite:///`` store made absolute (jobs and ``ablate collect`` may run elsewhere)."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+        return prefix + str((Path(cwd) / uri[len(prefix):]).resolve())
+    return uri
+
+
 def _job(launcher: str, folder: str, job_id: str) -> submitit.Job:
     cls = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}.get(launcher, submitit.DebugJob)
     return cls(folder=folder, job_id=job_id)
@@ -288,7 +296,8 @@ def submit_study(study: Any, points: Sequence[Any], studies_dir: str | Path, *,
     history.append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "launcher": str(launcher.id),
                     "folder": str(folder), "job_ids": job_ids, "run_keys": [p.run_key for p in todo],
                     "skipped_done": done, "skipped_active": active})
-    record = {**design_manifest(study, points), "runs_dir": str(runs_dir), "cwd": cwd, "runs": runs,
+    record = {**design_manifest(study, points), "runs_dir": str(runs_dir),
+              "tracking_uri": absolute_uri(str(points[0].config.tracking.uri), cwd), "cwd": cwd, "runs": runs,
               "submissions": history}
     sdir.mkdir(parents=True, exist_ok=True)
     write_atomic(sdir / "manifest.json", json.dumps(record, indent=2))

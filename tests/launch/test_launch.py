@@ -109,21 +109,34 @@ def test_local_executor_runs_and_skips_done(workspace: Path, capsys: pytest.Capt
 
 
 # ------------------------------------------------------------------------------------------ real SLURM
+# The demo study at test size, run by the REAL job body (ablate.train.loop.train + ablate.eval.runner.evaluate).
+DEMO_TEST_SIZE = ["data.synthetic.size=32", "train.max_steps=2", "eval.limit=4", "eval.max_new_tokens=4",
+                  "eval.benchmarks=[vqav2,pope]", "runtime.progress=false"]
+
+
 @pytest.mark.slurm
 def test_demo_study_on_slurm_completes_and_resweep_submits_nothing(
-        slurm_cluster: str, workspace: Path, capsys: pytest.CaptureFixture) -> None:
+        slurm_cluster: str, workspace: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.data.synthetic import write_world
+
+    monkeypatch.delenv("ABLATE_JOB_BODY")  # the real body
     demo = REPO / "sweeps" / "demo.yaml"
-    args = [str(demo), "--launcher", "slurm", *SLURM_SMALL, "train.max_steps=6", "runtime.checkpoint_every=3"]
+    args = [str(demo), "--launcher", "slurm", *SLURM_SMALL, *DEMO_TEST_SIZE]
     n_points = len({p.run_key for p in expand(load_study(demo), args[3:])})
+    write_world(workspace / "data" / "shapes", 32, 0)  # once, instead of in every job
     rc, out = sweep(capsys, *args)
     assert rc == 0, out
     assert f"{n_points} jobs submitted" in out and "job ids:" in out and "logs:" in out
     m = manifest("demo")
     assert len(m["runs"]) == n_points == len(m["submissions"][0]["job_ids"])
     assert len({j.split("_")[0] for j in m["submissions"][0]["job_ids"]}) == 1, "one job array per study"
-    wait_until(lambda: all_ended(capsys, "demo"), 300, "the demo study to finish")
+    wait_until(lambda: all_ended(capsys, "demo"), 900, "the demo study to finish", poll=3)
     rc, out = status(capsys, "demo")
     assert rc == 0 and summary(out) == f"demo: {n_points} done of {n_points} runs", out
+    for key in manifest("demo")["runs"]:
+        results = json.loads(Path("runs", key, "results.json").read_text())
+        assert set(results["scores"]) == {"vqav2", "pope"} and results["n"] == {"vqav2": 4, "pope": 4}
+        assert (Path("runs", key, "model")).is_dir()
     rc, out = sweep(capsys, *args)
     assert rc == 0 and f"0 jobs submitted, {n_points} runs done" in out
     assert manifest("demo")["submissions"][-1]["job_ids"] == []
