@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (GPU runs)")
+    ap.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak for MFU (H100 SXM: 989)")
     ap.add_argument("--vision-family", default="open_clip", choices=["open_clip", "hf-clip"])
     ap.add_argument("--overrides", nargs="*", default=["vision=tiny-clip", "llm=tiny-llama"])
     args = ap.parse_args()
@@ -75,14 +77,20 @@ def main() -> None:
     llava_ids = torch.tensor([[ids[0]] + [image_token] * n_img + ids[1:]] * args.batch, device=args.device)
     llava_labels = torch.tensor([[IGNORE_INDEX] * (1 + n_img) + labels[1:]] * args.batch, device=args.device)
 
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16)
+
     def ours_step() -> None:
         ours.zero_grad(set_to_none=True)
-        ours(batch).backward()
+        with autocast:
+            loss = ours(batch)
+        loss.backward()
 
     def llava_step() -> None:
         llava.zero_grad(set_to_none=True)
-        llava(input_ids=llava_ids, pixel_values=pixels, attention_mask=torch.ones_like(llava_ids),
-              labels=llava_labels).loss.backward()
+        with autocast:
+            loss = llava(input_ids=llava_ids, pixel_values=pixels, attention_mask=torch.ones_like(llava_ids),
+                         labels=llava_labels).loss
+        loss.backward()
 
     params = (sum(p.numel() for p in ours.parameters()), sum(p.numel() for p in llava.parameters()))
     t_ours = time_steps(ours_step, args.steps, args.warmup, args.device)
@@ -95,6 +103,10 @@ def main() -> None:
     print(f"ours   : {n / t_ours:9.1f} examples/s (fwd+bwd)")
     print(f"llava  : {n / t_llava:9.1f} examples/s (fwd+bwd)")
     print(f"ratio ours/llava: {t_llava / t_ours:.2f}")
+    if args.device == "cuda":  # model FLOPs utilization: 6 * params * tokens per second over the peak
+        tokens_per_s = n * (len(ids) + n_img) / t_ours
+        print(f"MFU ours: {6 * params[0] * tokens_per_s / (args.peak_tflops * 1e12):.3%} "
+              f"(peak {args.peak_tflops} TFLOP/s)")
 
 
 if __name__ == "__main__":
