@@ -50,5 +50,4 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.delenv("ABLATE_TEST_FAIL_SEEDS", raising=False)
-    monkeypatch.delenv("ABLATE_TEST_STEP_SLEEP", raising=False)
     return tmp_path
