@@ -57,6 +57,7 @@ class DataStats:
     skipped: Counter = field(default_factory=Counter)  # reason -> count
     truncated_ids: set[str] = field(default_factory=set)  # example ids cut to max_length
     dropped_language_only: int = 0
+    trimmed_questions: int = 0  # trailing user turns without a reply, removed from kept records
     examples: list[str] = field(default_factory=list)  # the first few problems, for the log
 
     def skip(self, reason: str, where: str) -> None:
@@ -72,7 +73,8 @@ class DataStats:
     def to_dict(self) -> dict[str, Any]:
         return {"read": dict(self.read), "kept": dict(self.kept), "skipped": dict(self.skipped),
                 "skipped_total": sum(self.skipped.values()), "truncated": self.truncated,
-                "dropped_language_only": self.dropped_language_only, "examples": list(self.examples)}
+                "dropped_language_only": self.dropped_language_only, "trimmed_questions": self.trimmed_questions,
+                "examples": list(self.examples)}
 
     def summary(self) -> str:
         skipped = ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())) or "none"
@@ -130,8 +132,6 @@ def validate_record(raw: Any) -> tuple[str, str] | None:
                                f"got {str(turn)[:80]}")
         expected = "human" if t % 2 == 0 else "gpt"
         if turn["from"] != expected:
-            if turn["from"] == "human" and t > 0 and t == len(turns) - 1:
-                break  # a trailing question without a reply: caught below if nothing else is answered
             return MALFORMED, f"conversations[{t}]: from {turn['from']!r}; expected {expected!r} (turns alternate)"
     if not any(turn["from"] == "gpt" and turn["value"].strip() for turn in turns):
         return NO_ASSISTANT, "no assistant ('gpt') turn with text"
@@ -166,8 +166,9 @@ def read_records(json_path: str | Path, image_dir: str | Path, *, source: str, o
             stats.skip(reason, where)
             continue
         turns = [(ROLES[t["from"]], t["value"]) for t in raw["conversations"]]
-        if turns[-1][0] == "user":
+        if turns[-1][0] == "user":  # a trailing question without a reply carries no loss: trim and count it
             turns = turns[:-1]
+            stats.trimmed_questions += 1
         records.append(Record(str(raw.get("id", f"{source}-{i}")), image, tuple(turns), source, i))
         stats.kept[source] += 1
     return records

@@ -138,6 +138,15 @@ def test_bad_record_fails_with_file_and_index_or_is_counted(tmp_path: Path, bad,
     assert "record 1" in stats.examples[0]
 
 
+def test_trailing_unanswered_question_is_trimmed_and_counted(tmp_path: Path) -> None:
+    turns = [*GOOD["conversations"], {"from": "human", "value": "And?"}]
+    stats = DataStats()
+    (record,) = read_records(_write(tmp_path, [{**GOOD, "conversations": turns}]), tmp_path / "img", source="t",
+                             stats=stats)
+    assert record.conversation == (("user", "<image>\nWhat?"), ("assistant", "red"))
+    assert stats.to_dict()["trimmed_questions"] == 1
+
+
 def test_malformed_json_names_file_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "broken.json"
     path.write_text('[\n  {"id": "a", "conversations": []},\n  {"id": "b" "conversations": []}\n]')
