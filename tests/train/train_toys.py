@@ -84,24 +84,3 @@ def toy_cfg(**train: Any) -> Any:
         "runtime": {"log_every": 2, "checkpoint_every": 3, "keep_last": 2, "device": "cpu", "progress": False},
     })
 
-
-def slow_toy_data(delay_s: float) -> Any:
-    """Toy data whose collate sleeps, so a subprocess can be killed between checkpoints."""
-    import time
-
-    def build(cfg: Any, stage: Stage, model: nn.Module) -> tuple[list[dict[str, Any]], Any]:
-        def collate(examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-            time.sleep(delay_s)
-            return toy_collate(examples)
-
-        return toy_examples(seed=stage.index), collate
-
-    return build
-
-
-if __name__ == "__main__":  # python train_toys.py RUN_DIR DELAY_S: train the toy recipe (killed by tests)
-    import sys
-
-    from ablate.train.loop import train
-
-    train(toy_cfg(), sys.argv[1], build_model=toy_model, build_data=slow_toy_data(float(sys.argv[2])))
