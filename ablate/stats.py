@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -53,10 +53,12 @@ class TestResult:
     extras: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        row = asdict(self)
-        extras = row.pop("extras")
-        row.update({k: v for k, v in extras.items() if k not in row})
+        row = {f: getattr(self, f) for f in _FIELDS}
+        row.update({k: v for k, v in self.extras.items() if k not in row})
         return row
+
+
+_FIELDS = [f.name for f in fields(TestResult) if f.name != "extras"]
 
 
 def results_frame(results: Iterable[TestResult]) -> pd.DataFrame:
@@ -155,14 +157,15 @@ def pair_matrices(scores: pd.DataFrame, pairs: Sequence[tuple[str, str]],
                   benchmarks: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """(alternate, base) score matrices of shape (pairs, benchmarks); a missing score is an error."""
     wide = _wide(scores)
-    for model in {m for p in pairs for m in p}:
-        if model not in wide.index:
-            raise ValueError(f"scores: no rows for model {model!r} (needed by a pair)")
-    for bench in benchmarks:
-        if bench not in wide.columns:
-            raise ValueError(f"scores: no rows for benchmark {bench!r}")
-    alt = wide.loc[[a for a, _ in pairs], list(benchmarks)].to_numpy(float)
-    base = wide.loc[[b for _, b in pairs], list(benchmarks)].to_numpy(float)
+    models = [m for p in pairs for m in p[:2]]
+    rows = wide.index.get_indexer(models)
+    if (rows < 0).any():
+        raise ValueError(f"scores: no rows for model {models[int(np.argmax(rows < 0))]!r} (needed by a pair)")
+    cols = wide.columns.get_indexer(list(benchmarks))
+    if (cols < 0).any():
+        raise ValueError(f"scores: no rows for benchmark {benchmarks[int(np.argmax(cols < 0))]!r}")
+    values = wide.to_numpy(float)[np.ix_(rows, cols)]
+    alt, base = values[0::2], values[1::2]
     for mat, side in ((alt, 0), (base, 1)):
         if np.isnan(mat).any():
             i, j = np.argwhere(np.isnan(mat))[0]
@@ -183,26 +186,43 @@ def prismatic_test(scores: pd.DataFrame, pairs: Sequence[tuple[str, str]], bench
 
 
 # ---------------------------------------------------------------------------------- across benchmarks
+def across_rows(diff: np.ndarray, method: str, *, alpha: float = 0.05) -> list[TestResult]:
+    """Benchmarks as replicates, one test per row of a (comparisons, benchmarks) difference matrix:
+    ``wilcoxon`` (signed-rank, scipy, vectorised over rows) or ``sign`` (exact binomial on wins vs losses,
+    ties dropped: for p = 1/2 the two-sided p is min(1, 2 * P(X <= min(wins, losses))))."""
+    if method not in METHODS_ACROSS:
+        raise ValueError(f"across_benchmarks: method {method!r} unknown; expected one of {METHODS_ACROSS}")
+    diff = np.atleast_2d(np.asarray(diff, dtype=float))
+    rows, n = diff.shape
+    wins, losses = (diff > 0).sum(axis=1), (diff < 0).sum(axis=1)
+    mean = diff.mean(axis=1)
+    half = sps.t.ppf(1 - alpha / 2, n - 1) * diff.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.nan
+    all_zero = wins + losses == 0
+    if method == "wilcoxon":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            res = sps.wilcoxon(np.where(all_zero[:, None], 1.0, diff), axis=1)
+        stat = np.where(all_zero, np.nan, res.statistic)
+        p = np.where(all_zero, 1.0, res.pvalue)
+    else:
+        stat = wins.astype(float)
+        p = np.where(all_zero, 1.0, np.minimum(1.0, 2 * sps.binom.cdf(np.minimum(wins, losses), wins + losses, 0.5)))
+    return [TestResult(method, float(st), float(pv), float(m), float(m - h), float(m + h), n,
+                       extras={"wins": int(w), "ties": int(n - w - lo_), "losses": int(lo_)})
+            for st, pv, m, h, w, lo_ in zip(stat, p, mean, np.broadcast_to(half, mean.shape), wins, losses,
+                                             strict=True)]
+
+
 def across_benchmarks(scores: pd.DataFrame, pairs: Sequence[tuple[str, str]], benchmarks: Sequence[str], *,
                       method: str, comparison: str = "", alpha: float = 0.05) -> TestResult:
-    """Benchmarks as replicates: per benchmark the mean (over pairs) difference alt - base, then
-    ``wilcoxon`` (signed-rank, scipy) or ``sign`` (exact binomial on wins vs losses, ties dropped)."""
+    """Benchmarks as replicates for one comparison: per benchmark the mean (over pairs) difference
+    alt - base, then ``wilcoxon`` or ``sign`` (see ``across_rows``)."""
     if method not in METHODS_ACROSS:
         raise ValueError(f"across_benchmarks: method {method!r} unknown; expected one of {METHODS_ACROSS}")
     alt, base = pair_matrices(scores, pairs, benchmarks)
-    diff = (alt - base).mean(axis=0)
-    mean, lo, hi = t_interval(diff, alpha)
-    wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
-    extras = {"wins": wins, "ties": int((diff == 0).sum()), "losses": losses, "pairs": len(pairs)}
-    if method == "wilcoxon":
-        if not np.any(diff != 0):
-            return TestResult("wilcoxon", math.nan, 1.0, mean, lo, hi, diff.size, comparison, extras=extras)
-        res = sps.wilcoxon(diff)
-        stat, p = float(res.statistic), float(res.pvalue)
-    else:
-        stat = float(wins)
-        p = float(sps.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
-    return TestResult(method, stat, p, mean, lo, hi, int(diff.size), comparison, extras=extras)
+    (res,) = across_rows((alt - base).mean(axis=0), method, alpha=alpha)
+    res.comparison = comparison
+    res.extras["pairs"] = len(pairs)
+    return res
 
 
 def seed_test(scores: pd.DataFrame, seed_pairs: Sequence[tuple[str, str]], benchmarks: Sequence[str], *,

@@ -88,8 +88,8 @@ def main() -> None:
     wide = stats.wide_scores(scores)
     run_pairs = [(a, b) for _, a, b in pairs]
     across = [stats.prismatic_test(wide, run_pairs, benches)]
-    across += [stats.across_benchmarks(wide, [p], benches, method=m) for p in run_pairs
-               for m in stats.METHODS_ACROSS]
+    alt, base = stats.pair_matrices(wide, run_pairs, benches)
+    across += [r for m in stats.METHODS_ACROSS for r in stats.across_rows(alt - base, m)]  # one per pair
     frame = stats.results_frame(results + across)
     for _, idx in frame.groupby("method").groups.items():
         frame.loc[idx, "p_adj"] = stats.adjust(frame.loc[idx, "pvalue"].to_numpy(float), "holm")

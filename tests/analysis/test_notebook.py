@@ -24,7 +24,7 @@ def test_notebook_executes_on_fixture_study(fixture_study, tmp_path, monkeypatch
 
     monkeypatch.setenv("ABLATE_STUDY", fixture_study["study"])
     monkeypatch.setenv("ABLATE_STUDIES_DIR", str(fixture_study["studies_dir"]))
-    monkeypatch.setenv("ABLATE_RESAMPLES", "300")
+    monkeypatch.setenv("ABLATE_RESAMPLES", "200")
     monkeypatch.setenv("ABLATE_FIGURES", str(tmp_path / "fig"))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     nb = nbformat.read(NOTEBOOK, as_version=4)
