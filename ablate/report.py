@@ -60,6 +60,7 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
     """Every comparison x every test, one row each, with raw and adjusted p-values and flags."""
     scores = _model_scores(results)
     benchmarks = sorted(scores["benchmark"].unique())
+    wide = stats.wide_scores(scores)  # pivoted once for every comparison
     ex_benchmarks = sorted(set(results.examples["benchmark"].astype(str))) if len(results.examples) else []
     out: list[stats.TestResult] = []
     per_example_pairs: list[tuple[str, str, str]] = []
@@ -71,12 +72,12 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
         run_pairs = [(a, b) for a, b, _ in pairs]
         extras = {"axis": comp["axis"], "paper_p": comp["paper_p"], "pairs": len(run_pairs),
                   "seeds": len({s for _, _, s in pairs})}
-        found = [stats.prismatic_test(scores, run_pairs, benchmarks, comparison=name, alpha=alpha)]
-        found += [stats.across_benchmarks(scores, run_pairs, benchmarks, method=m, comparison=name, alpha=alpha)
+        found = [stats.prismatic_test(wide, run_pairs, benchmarks, comparison=name, alpha=alpha)]
+        found += [stats.across_benchmarks(wide, run_pairs, benchmarks, method=m, comparison=name, alpha=alpha)
                   for m in stats.METHODS_ACROSS]
         seed_scores, seed_pairs = _per_seed_scores(scores, pairs)
         found.append(stats.seed_test(seed_scores, seed_pairs, benchmarks, comparison=name, alpha=alpha))
-        found.append(stats.mixed_effects(scores, run_pairs, benchmarks, comparison=name, alpha=alpha,
+        found.append(stats.mixed_effects(wide, run_pairs, benchmarks, comparison=name, alpha=alpha,
                                          base_effect=len(comp["point_pairs"]) > 1))
         for res in found:
             res.extras.update(extras)
