@@ -177,7 +177,9 @@ def plot_delta_heatmap(delta: pd.DataFrame, tests: pd.DataFrame, path: Path) -> 
     for i, comp in enumerate(delta.index):
         for j, bench in enumerate(delta.columns):
             star = "*" if sig.get((comp, bench), False) else ""
-            ax.text(j, i, f"{delta.iat[i, j]:+.3f}{star}", ha="center", va="center", fontsize=8)
+            value = delta.iat[i, j]
+            ax.text(j, i, f"{value:+.3f}{star}", ha="center", va="center", fontsize=8,
+                    color="white" if abs(value) > 0.6 * lim else "black")
     ax.set_xticks(range(delta.shape[1]), delta.columns, rotation=45, ha="right")
     ax.set_yticks(range(delta.shape[0]), delta.index)
     ax.set_title("alternate - base per benchmark\n(* = every pair's bootstrap significant after correction)",
@@ -256,7 +258,8 @@ def plot_axis_bars(results: Results, tests: pd.DataFrame, folder: Path) -> list[
         ptxt = "; ".join(f"{r.comparison}: p={r.pvalue:.2g} (adj {r.p_adj:.2g})" for r in ps.itertuples())
         ax.set_title("\n".join([title, *textwrap.wrap(ptxt, 90)]), fontsize=8)
         ax.set_ylabel("score")
-        ax.legend(fontsize=7, ncols=min(4, len(bars)))
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.15)  # headroom for the legend
+        ax.legend(fontsize=7, ncols=min(4, len(bars)), loc="upper left")
         fig.tight_layout()
         path = folder / f"bars_{_slug(title)}.png"
         fig.savefig(path, dpi=110)
