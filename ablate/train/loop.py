@@ -204,7 +204,7 @@ def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------- one stage
-def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Mapping[str, Any]],
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Mapping[str, Any]],
                     stage: Stage, step: int, cfg: Any, info: DistInfo, sharded: bool) -> tuple[float, float, float]:
     """Forward/backward over this rank's micro-batches, clip, step; return (mean loss, grad norm, tokens)."""
     loss_sum = torch.zeros(3, dtype=torch.float64)  # loss sum, micro-batch count, tokens
@@ -261,7 +261,7 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
         batches = [collate_fn([dataset[i] for i in ids]) for ids in mine]
         lr = scheduler.get_last_lr()[0]
         tic = time.perf_counter()
-        loss, norm, tokens = _optimizer_step(model, optimizer, batches, stage, step + 1, cfg, info, sharded)
+        loss, norm, tokens = train_step(model, optimizer, batches, stage, step + 1, cfg, info, sharded)
         scheduler.step()
         elapsed = time.perf_counter() - tic
         done = step + 1
