@@ -19,6 +19,7 @@ loss stops the run with the stage, step and example ids of the batch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -378,7 +379,10 @@ def cli_train(args: argparse.Namespace) -> int:
              "run_key": key, "design_key": dkey}
     (run_dir / "point.json").write_text(json.dumps(point, indent=1))
     print(f"run {key} -> {run_dir}")
-    with Tracker(cfg, run_key=key, design_key=dkey, study=str(cfg.study), point_name=key) as tracker:
+    is_main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0  # torchrun / srun ranks
+    tracking = (Tracker(cfg, run_key=key, design_key=dkey, study=str(cfg.study), point_name=key) if is_main
+                else contextlib.nullcontext())
+    with tracking as tracker:
         train(cfg, run_dir, tracker=tracker)
     print(f"trained model saved to {run_dir / 'model'}")
     return 0
