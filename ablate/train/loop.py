@@ -307,6 +307,9 @@ def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_mo
     info = init_distributed(str(cfg.runtime.device))
     mesh = device_mesh(info)
     sharded = mesh is not None and cfg.train.sharding != "none"
+    if mesh is not None and not sharded:
+        raise ValueError(f"train.sharding: invalid value 'none' for {info.world_size} ranks; expected full or grad-op "
+                         "(none trains in one process)")
     run_log = RunLog(run_dir, info, tracker if info.is_main else None, int(cfg.runtime.log_every))
     resume = checkpoint.latest(ckpt_root)
     meta = checkpoint.read_meta(resume) if resume is not None else None
