@@ -199,10 +199,17 @@ def across_rows(diff: np.ndarray, method: str, *, alpha: float = 0.05) -> list[T
     half = sps.t.ppf(1 - alpha / 2, n - 1) * diff.std(axis=1, ddof=1) / math.sqrt(n) if n > 1 else np.nan
     all_zero = wins + losses == 0
     if method == "wilcoxon":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            res = sps.wilcoxon(np.where(all_zero[:, None], 1.0, diff), axis=1)
-        stat = np.where(all_zero, np.nan, res.statistic)
-        p = np.where(all_zero, 1.0, res.pvalue)
+        # rows without zeros or tied |d| take scipy's exact null in one vectorised call; the rest go one by one
+        # through scipy's default (a permutation null when there are ties), exactly as scipy.stats.wilcoxon(row)
+        srt = np.sort(np.abs(diff), axis=1)
+        clean = (srt[:, 0] > 0) & np.all(np.diff(srt, axis=1) > 0, axis=1)
+        stat, p = np.full(rows, np.nan), np.ones(rows)
+        if clean.any():
+            res = sps.wilcoxon(diff[clean], axis=1, method="exact")
+            stat[clean], p[clean] = res.statistic, res.pvalue
+        for i in np.flatnonzero(~clean & ~all_zero):
+            res = sps.wilcoxon(diff[i])
+            stat[i], p[i] = res.statistic, res.pvalue
     else:
         stat = wins.astype(float)
         p = np.where(all_zero, 1.0, np.minimum(1.0, 2 * sps.binom.cdf(np.minimum(wins, losses), wins + losses, 0.5)))

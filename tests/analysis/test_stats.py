@@ -227,6 +227,11 @@ def test_wilcoxon_and_sign_test_match_scipy():
     w = stats.across_benchmarks(scores, [("a", "b")], bench, method="wilcoxon")
     ref = sps.wilcoxon(diff)
     assert w.pvalue == pytest.approx(ref.pvalue) and w.statistic == pytest.approx(ref.statistic)
+    rows = np.random.default_rng(16).normal(0.5, 1, (5, 12))
+    rows[1, 3] = 0.0  # a zero and a tie take scipy's default path, the rest the vectorised exact one
+    rows[2, 4] = -rows[2, 5]
+    for row, res in zip(rows, stats.across_rows(rows, "wilcoxon"), strict=True):
+        assert res.pvalue == pytest.approx(sps.wilcoxon(row).pvalue)
     s = stats.across_benchmarks(scores, [("a", "b")], bench, method="sign")
     assert (s.extras["wins"], s.extras["ties"], s.extras["losses"]) == (9, 1, 2)
     assert s.pvalue == pytest.approx(2 * sum(math.comb(11, k) for k in range(3)) / 2**11)  # exact binomial
