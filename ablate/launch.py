@@ -381,14 +381,23 @@ def _print_status(study: str, studies_dir: str | Path) -> int:
     return 1 if counts["failed"] else 0
 
 
+def _study_names(arg: str) -> list[str]:
+    """``ablate status`` takes a study name, a study file or a folder of study files."""
+    if Path(arg).exists():
+        from ablate.design import load_studies
+
+        return [s.name for s in load_studies(arg)]
+    return [arg]
+
+
 def cli_status(args: argparse.Namespace) -> int:
     """``ablate status``: one line per run, the last stderr lines of failures, a one-line summary."""
-    name = Path(args.study).stem if args.study.endswith((".yaml", ".yml")) else args.study
+    names = _study_names(args.study)
     while True:
-        rc = _print_status(name, args.studies_dir)
+        rc = max(_print_status(name, args.studies_dir) for name in names)
         if not args.watch:
             return rc
-        states = run_states(load_manifest(args.studies_dir, name) or {"runs_dir": ".", "runs": {}})
-        if not any(s.state in ACTIVE for s in states):
+        manifests = [load_manifest(args.studies_dir, name) for name in names]
+        if not any(s.state in ACTIVE for m in manifests if m for s in run_states(m)):
             return rc
         time.sleep(float(args.watch))

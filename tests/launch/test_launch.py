@@ -1,7 +1,9 @@
 """ablate sweep / ablate status against a real local SLURM cluster (and the local executor).
 
-Jobs run the stand-in train/eval steps of jobs_fixture (real torch training with checkpoints and resume,
-real MLflow tracking) through the real job body ``ablate.job.execute``.
+The must-show behaviours (demo study completes and re-sweeps to 0 jobs; requeue mid-training resumes to the
+uninterrupted parameters with one MLflow run; 2-task FSDP matches the 1-task loss curve) run the REAL job body
+(ablate.train.loop.train + ablate.eval.runner.evaluate).  Machinery tests (failures, local executor, Hydra
+path) run the fast stand-in steps of jobs_fixture through the same ``ablate.job.execute``.
 """
 
 from __future__ import annotations
@@ -106,6 +108,10 @@ def test_local_executor_runs_and_skips_done(workspace: Path, capsys: pytest.Capt
         assert 0.0 <= results["scores"]["shapes"]["accuracy"] <= 1.0
     rc, out = sweep(capsys, str(study), "--launcher", "local", "train.max_steps=4")
     assert "0 jobs submitted, 2 runs done" in out
+    rc, out = status(capsys, str(study))  # a study file names its study too
+    assert rc == 0 and summary(out) == "loc: 2 done of 2 runs"
+    assert main(["status", "no-such-study"]) == 2
+    assert "studies/no-such-study/manifest.json: no manifest" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ real SLURM
