@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the laptop demo study end to end (synthetic data, tiny models)")
     d.add_argument("--size", choices=("small", "full"), default="full", help="small = the CI-sized demo")
     d.add_argument("--out", default="demo", help="folder for data, runs, MLflow store and report")
-    d.add_argument("--launcher", choices=("local", "slurm"), default="local")
+    d.add_argument("--launcher", choices=("local", "slurm", "debug"), default="local")
 
     s = sub.add_parser("sweep", help="expand a study and submit its runs (returns once submitted)")
     s.add_argument("study", help="a study file, or a folder of study files")

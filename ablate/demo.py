@@ -1,0 +1,145 @@
+"""`ablate demo`: the whole ablation study of sweeps/demo.yaml on a laptop, end to end.
+
+Generates the synthetic shapes world (once), launches every design point with the local executor (runs that
+are DONE are skipped, partial ones resume from their checkpoints), shows progress (runs done / total and the
+current stage of each running run), collects the results, writes the report, and prints a summary table:
+axis, levels, effect, CI, p and adjusted p.  Everything lives under one folder (``--out``, default ``demo``):
+``data/``, ``runs/``, ``studies/``, ``mlflow.db``, ``report/``.  Ctrl-C cancels the running jobs; finished
+runs stay finished, and the next ``ablate demo`` picks up where this one stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEMO_STUDY = Path(__file__).resolve().parent.parent / "sweeps" / "demo.yaml"
+
+# Per size: the shapes world's size, overrides applied to every point, and how many seeds of the study to run.
+SIZES: dict[str, dict[str, Any]] = {
+    "full": {"world": 2000, "overrides": ["train.epochs=3", "eval.limit=300"], "seeds": None},
+    "small": {"world": 240, "overrides": ["train.max_steps=12", "eval.limit=24", "eval.max_new_tokens=12"],
+              "seeds": 1},
+}
+
+
+def demo_overrides(out: Path, size: str) -> list[str]:
+    """Overrides that put data, runs and tracking under `out` and size the study."""
+    data = out / "data" / f"shapes-{SIZES[size]['world']}"
+    return [
+        f"data.root={data}", f"data.synthetic.size={SIZES[size]['world']}", f"eval.root={data / 'eval'}",
+        f"runtime.runs_dir={out / 'runs'}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}",
+        f"tracking.artifact_root={out / 'mlflow-artifacts'}", "launcher=local", "runtime.progress=false",
+        *SIZES[size]["overrides"],
+    ]
+
+
+def _progress_line(run_dir: Path) -> str:
+    path = run_dir / "progress.json"
+    try:
+        p = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "starting"
+    return f"{p.get('phase', '?')} {p.get('stage', '')} {p.get('step', 0)}/{p.get('total', '?')}".strip()
+
+
+def watch(jobs: list[Any], names: dict[str, str], runs_dir: Path, total: int, done_before: int,
+          poll_s: float = 5.0) -> None:
+    """Print runs done/total and each running run's stage until every job has ended."""
+    from tqdm import tqdm
+
+    pending = {str(j.job_id): j for j in jobs}
+    keys = {str(j.job_id): k for j, k in zip(jobs, names, strict=True)}
+    last = ""
+    with tqdm(total=total, initial=done_before, desc="demo runs done", unit="run", file=sys.stderr) as bar:
+        while pending:
+            ended = [jid for jid, j in pending.items() if j.done()]
+            for jid in ended:
+                pending.pop(jid)
+                bar.update(1)
+            running = [f"{names[keys[jid]]}: {_progress_line(runs_dir / keys[jid])}"
+                       for jid in pending if (runs_dir / keys[jid] / "progress.json").exists()]
+            line = " | ".join(running)
+            if line and line != last:
+                bar.write(f"[{time.strftime('%H:%M:%S')}] {line}")
+                last = line
+            if pending:
+                time.sleep(poll_s)
+
+
+def summary_table(tests: Any) -> Any:
+    """One row per comparison: axis, levels, effect (pooled normalized difference), CI, p, adjusted p."""
+    import pandas as pd
+
+    rows = []
+    pooled = tests[(tests["benchmark"] == "") & (tests["method"] == "prismatic")]
+    for r in pooled.itertuples():
+        levels = str(r.comparison).split(": ", 1)[-1]
+        rows.append({"axis": getattr(r, "axis", "") or str(r.comparison).split(":")[0], "levels": levels,
+                     "effect": r.effect, "ci_low": r.ci_low, "ci_high": r.ci_high, "p": r.pvalue, "p_adj": r.p_adj})
+    return pd.DataFrame(rows)
+
+
+def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "local") -> int:
+    from ablate.data.synthetic import crop_cut_fraction, format_crop_cut, write_world
+    from ablate.design import expand, load_study
+    from ablate.launch import submit_study
+    from ablate.report import write_report
+    from ablate.results import collect
+
+    out = Path(out).resolve()
+    t0 = time.perf_counter()
+    overrides = demo_overrides(out, size)
+    if launcher != "local":
+        overrides = [o for o in overrides if not o.startswith("launcher=")] + [f"launcher={launcher}"]
+    study = load_study(DEMO_STUDY)
+    if SIZES[size]["seeds"]:
+        study.seeds = study.seeds[: SIZES[size]["seeds"]]
+    points = expand(study, overrides)
+    data_root = Path(points[0].config.data.root)
+    if not (data_root / "instruct.json").exists():
+        print(f"generating the shapes world ({SIZES[size]['world']} images) in {data_root}")
+        write_world(data_root, SIZES[size]["world"], int(points[0].config.data.synthetic.seed), progress=True)
+    print(format_crop_cut(crop_cut_fraction(data_root / "eval")))
+
+    studies_dir = out / "studies"
+    sub = submit_study(study, points, studies_dir)
+    runs_dir = Path(points[0].config.runtime.runs_dir)
+    n_unique = len({p.run_key for p in points})
+    print(f"study {study.name}: {n_unique} runs, {len(sub.skipped_done)} already done, "
+          f"{len(sub.submitted)} submitted ({launcher}); logs in {sub.folder}")
+    names = {p.run_key: f"{p.name}/s{p.seed}" for p in points}
+    try:
+        watch(sub.jobs, {k: names[k] for k in sub.submitted}, runs_dir, n_unique, len(sub.skipped_done))
+    except KeyboardInterrupt:
+        for j in sub.jobs:
+            j.cancel(check=False)
+        print("\ninterrupted: running jobs cancelled; finished runs are kept. Run `ablate demo` again to resume.",
+              file=sys.stderr)
+        return 130
+    failed = [k for k in sub.submitted if not (runs_dir / k / "DONE").exists()]
+    if failed:
+        print(f"{len(failed)} runs failed; see `ablate status {study.name} --studies-dir {studies_dir}`",
+              file=sys.stderr)
+        return 1
+
+    results = collect(study.name, studies_dir=studies_dir)
+    paths = write_report(results, out / "report")
+    import pandas as pd
+
+    tests = pd.read_csv(paths["tests"], keep_default_na=False)
+    table = summary_table(tests)
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        print("\nDesign decisions (Prismatic pooled test over benchmarks; p adjusted across comparisons):")
+        print(table.to_string(index=False))
+    print(f"\nreport: {paths['html']}")
+    print(f"demo finished in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def cli_demo(args: argparse.Namespace) -> int:
+    return run_demo(args.size, args.out, args.launcher)
