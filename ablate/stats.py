@@ -429,7 +429,11 @@ def example_matrices(examples: pd.DataFrame, run_keys: Sequence[str], columns: S
     rows = np.where(run_codes >= 0, lookup[run_codes], -1)
     sel = rows >= 0
     ex_codes, ex_labels = _codes(examples["example_id"])
-    used, cols = np.unique(ex_codes[sel], return_inverse=True)
+    sel_codes = ex_codes[sel]
+    used = np.flatnonzero(np.bincount(sel_codes, minlength=len(ex_labels)))  # O(rows), no sort
+    remap = np.full(len(ex_labels), -1, dtype=np.int64)
+    remap[used] = np.arange(used.size)
+    cols = remap[sel_codes]
     rows = rows[sel]
     seen = np.zeros((len(keys), len(used)), dtype=bool)
     seen[rows, cols] = True

@@ -32,7 +32,9 @@ def make_benchmark(rng: np.random.Generator, runs: int, examples: int, bench: st
                                      [f"run{i:04d}" for i in range(runs)])
     ids = pd.Categorical.from_codes(np.tile(np.arange(examples, dtype=np.int32), runs),
                                     [f"{bench}-{i}" for i in range(examples)])
-    return pd.DataFrame({"run_key": keys, "benchmark": bench, "example_id": ids,
+    return pd.DataFrame({"run_key": keys, "benchmark": pd.Categorical.from_codes(np.zeros(runs * examples, np.int8),
+                                                                                [bench]),
+                         "example_id": ids,
                          "score": correct.ravel().astype(np.float64), "correct": correct.ravel()})
 
 
