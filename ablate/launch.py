@@ -25,7 +25,8 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,13 +61,49 @@ def resolve_body(spec: str) -> Callable[[dict], str]:
 
 
 class PointJob(Checkpointable):
-    """The submitted callable: runs the job body on one point; requeued (same point) on preemption/timeout."""
+    """The submitted callable: runs the job body on one point; requeued (same point) on preemption/timeout.
 
-    def __init__(self, body: str = DEFAULT_BODY) -> None:
+    On the local executor (which starts every job of an array at once) ``slots`` caps how many bodies run
+    at the same time: each job holds an flock on one of ``n_slots`` files while it works, and pins its
+    torch/BLAS threads so that the jobs share the machine's cores instead of oversubscribing them.
+    """
+
+    def __init__(self, body: str = DEFAULT_BODY, *, slots: str | None = None, n_slots: int = 0,
+                 threads: int = 0) -> None:
         self.body = body
+        self.slots, self.n_slots, self.threads = slots, n_slots, threads
 
     def __call__(self, point: dict) -> str:
-        return resolve_body(self.body)(point)
+        if self.threads:
+            for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+                os.environ[var] = str(self.threads)
+        if not self.slots:
+            return resolve_body(self.body)(point)
+        with local_slot(Path(self.slots), self.n_slots):
+            return resolve_body(self.body)(point)
+
+
+@contextmanager
+def local_slot(folder: Path, n_slots: int, poll_s: float = 0.5) -> Iterator[int]:
+    """Hold one of ``n_slots`` flock-ed files in ``folder`` (released when the process ends, even on kill)."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        for i in range(max(1, n_slots)):
+            fh = open(folder / f"slot-{i}.lock", "a")  # noqa: SIM115 (held for the job's lifetime)
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                continue
+            try:
+                yield i
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
+            return
+        time.sleep(poll_s)
 
 
 # -------------------------------------------------------------------------------------------- executors
@@ -285,7 +322,11 @@ def submit_study(study: Any, points: Sequence[Any], studies_dir: str | Path, *,
     if todo:
         executor = make_executor(launcher, folder / "%j")
         payloads = [point_payload(p, study.name, cwd=cwd) for p in todo]
-        jobs = executor.map_array(PointJob(body), payloads)
+        job = PointJob(body)
+        if launcher.id == "local":  # the local executor starts all jobs at once: cap them with slots
+            job = PointJob(body, slots=str(sdir / "local-slots"), n_slots=int(launcher.array_parallelism),
+                           threads=int(launcher.cpus_per_task))
+        jobs = executor.map_array(job, payloads)
     job_ids = [str(j.job_id) for j in jobs]
 
     runs = {**old_runs}
