@@ -52,7 +52,7 @@ def _per_seed_scores(scores: pd.DataFrame, pairs: list[tuple[str, str, int]]) ->
 
 def family(method: str) -> str:
     """Correction family of a test: McNemar exact and chi-square are one family, and so on."""
-    return method.split("-")[0] if method.startswith(("mcnemar", "permutation", "bootstrap")) else method
+    return method.split("-")[0] if method.startswith(("mcnemar", "permutation", "bootstrap", "wilcoxon")) else method
 
 
 def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resamples: int = 2000,

@@ -232,6 +232,9 @@ def test_wilcoxon_and_sign_test_match_scipy():
     rows[2, 4] = -rows[2, 5]
     for row, res in zip(rows, stats.across_rows(rows, "wilcoxon"), strict=True):
         assert res.pvalue == pytest.approx(sps.wilcoxon(row).pvalue)
+    fast = stats.across_rows(rows, "wilcoxon", ties="normal")
+    assert [r.method for r in fast] == ["wilcoxon", "wilcoxon-normal", "wilcoxon-normal", "wilcoxon", "wilcoxon"]
+    assert fast[1].pvalue == pytest.approx(sps.wilcoxon(rows[1], method="asymptotic").pvalue)
     s = stats.across_benchmarks(scores, [("a", "b")], bench, method="sign")
     assert (s.extras["wins"], s.extras["ties"], s.extras["losses"]) == (9, 1, 2)
     assert s.pvalue == pytest.approx(2 * sum(math.comb(11, k) for k in range(3)) / 2**11)  # exact binomial
