@@ -50,6 +50,34 @@ def _per_seed_scores(scores: pd.DataFrame, pairs: list[tuple[str, str, int]]) ->
     return pd.DataFrame(rows), seed_pairs
 
 
+POOLED = "pooled"  # the `scope` of per-example tests over every run pair (seeds) of a comparison at once
+
+
+def pool_pairs(examples: pd.DataFrame, comparisons: list[dict[str, Any]]
+               ) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
+    """Per-example tests over all run pairs of a comparison at once (seeds as more paired examples).
+
+    Each comparison with more than one run pair gets two virtual runs, ``<name>|alt`` and ``<name>|base``,
+    whose examples are the pairs' examples keyed ``<seed>:<example_id>``: a McNemar / bootstrap / permutation
+    test then pairs every (seed, example) of the alternate with the same (seed, example) of the base.
+    """
+    frames, pairs = [], []
+    for comp in comparisons:
+        if len(comp["pairs"]) < 2:
+            continue
+        name = comp["name"]
+        for a, b, seed in comp["pairs"]:
+            for key, side in ((a, "alt"), (b, "base")):
+                ex = examples[examples["run_key"] == key].copy()
+                ex["run_key"] = f"{name}|{side}"
+                ex["example_id"] = f"{seed}:" + ex["example_id"].astype(str)
+                frames.append(ex)
+        pairs.append((name, f"{name}|alt", f"{name}|base"))
+    if not frames:
+        return examples.iloc[:0], []
+    return pd.concat(frames, ignore_index=True), pairs
+
+
 def family(method: str) -> str:
     """Correction family of a test: McNemar exact and chi-square are one family, and so on."""
     return method.split("-")[0] if method.startswith(("mcnemar", "permutation", "bootstrap", "wilcoxon")) else method
@@ -83,6 +111,10 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
             res.extras.update(extras)
         out += found
         per_example_pairs += [(name, a, b) for a, b in run_pairs]
+    pooled_examples, pooled_pairs = pool_pairs(results.examples, comparison_pairs(results))
+    if pooled_pairs and ex_benchmarks:
+        out += stats.paired_tests(pooled_examples, pooled_pairs, ex_benchmarks, example_methods,
+                                  seed=seed, n_resamples=n_resamples, alpha=alpha)
     if per_example_pairs and ex_benchmarks:
         out += stats.paired_tests(results.examples, per_example_pairs, ex_benchmarks, example_methods,
                                   seed=seed, n_resamples=n_resamples, alpha=alpha)
