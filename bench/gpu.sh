@@ -15,3 +15,10 @@ $PY bench/model_step.py --device cuda --bf16 --peak-tflops "$PEAK" --batch 8 --s
   vision=clip-vit-l-336 llm=tiny-llama 'vision.backbones.0.pretrained=null' llm.max_length=2048 \
   llm.random_init.hidden_size=2048 llm.random_init.intermediate_size=5632 llm.random_init.num_hidden_layers=22 \
   llm.random_init.num_attention_heads=32 llm.random_init.num_key_value_heads=4
+# 3. training-step tokens/s and MFU through ablate's FSDP2 + bf16 path (same Prismatic-shaped model)
+$PY bench/train_step.py --device cuda --peak-tflops "$PEAK" --batch 8 --seq-len 512 --steps 10 --overrides \
+  vision=clip-vit-l-336 llm=tiny-llama train=prismatic 'vision.backbones.0.pretrained=null' \
+  llm.random_init.hidden_size=2048 llm.random_init.intermediate_size=5632 llm.random_init.num_hidden_layers=22 \
+  llm.random_init.num_attention_heads=32 llm.random_init.num_key_value_heads=4
+# 4. evaluation: batched (16) vs batch-1 greedy decoding, same tiny model and examples (goal >= 8x on GPU)
+$PY bench/eval_throughput.py --device cuda --n 128 --batch-size 16 --max-new-tokens 16
