@@ -32,9 +32,14 @@ def test_analyse_covers_every_comparison_and_test(collected):
     per_comp = tests[tests["benchmark"] == ""].groupby("comparison")["family"].apply(set)
     for fams in per_comp:
         assert {"prismatic-t", "wilcoxon", "sign", "seeds-t"} <= fams and any(f.startswith("mixedlm") for f in fams)
-    # per-example: 2 seeds x 3 benchmarks x 3 methods per comparison
+    # per-example: 2 seeds x 3 benchmarks x 3 methods per comparison, plus the same pooled over both seeds
     ex = tests[tests["benchmark"] != ""]
-    assert len(ex) == 3 * 2 * len(BENCHMARKS) * 3
+    pooled = ex[ex["alternate"].astype(str).str.endswith("|alt")]
+    assert len(ex) - len(pooled) == 3 * 2 * len(BENCHMARKS) * 3
+    assert len(pooled) == 3 * len(BENCHMARKS) * 3
+    per_seed_n = ex[~ex.index.isin(pooled.index)].groupby(["comparison", "benchmark", "method"])["n"].sum()
+    pooled_n = pooled.set_index(["comparison", "benchmark", "method"])["n"]
+    assert (pooled_n == per_seed_n.loc[pooled_n.index]).all()  # pooled = every (seed, example) pair once
     # the Prismatic row equals prismatic_test on the same scores, and carries the paper's p
     comp = next(c for c in comparison_pairs(collected) if c["name"] == "naive_vs_letterbox")
     ps = collected.primary_scores()
