@@ -164,10 +164,10 @@ def execute(point: Mapping[str, Any], *, train: TrainFn, evaluate: EvaluateFn, t
         t0 = time.perf_counter()
         model = train(cfg, run_dir, tracker=trk)
         timings["train_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        scores = evaluate(model, cfg, run_dir, tracker=trk)
-        timings["eval_s"] = time.perf_counter() - t0
-        if rank == 0:
+        if rank == 0:  # evaluation is rank 0's: every rank writing the same example files races
+            t0 = time.perf_counter()
+            scores = evaluate(model, cfg, run_dir, tracker=trk)
+            timings["eval_s"] = time.perf_counter() - t0
             write_results(run_dir, run_key, scores, timings)
             if trk is not None:
                 trk.log_artifact(run_dir / "results.json")
