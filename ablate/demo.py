@@ -22,7 +22,7 @@ DEMO_STUDY = Path(__file__).resolve().parent.parent / "sweeps" / "demo.yaml"
 # Per size: the shapes world's size, overrides applied to every point, and how many seeds of the study to run.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"world": 2000, "seeds": None, "overrides": [
-        "train.epochs=2", "eval.limit=150", "eval.benchmarks=[pope,refcoco,vqav2,gqa,textvqa,tallyqa,vsr,ai2d]"]},
+        "train.epochs=1.5", "eval.limit=100", "eval.benchmarks=[pope,refcoco,vqav2,gqa,tallyqa,vsr]"]},
     "small": {"world": 240, "seeds": 1, "overrides": [
         "train.max_steps=12", "eval.limit=24", "eval.max_new_tokens=12",
         "eval.benchmarks=[pope,refcoco,vqav2,tallyqa]"]},
