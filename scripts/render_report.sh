@@ -13,6 +13,11 @@ width="${3:-1280}"
 height="${4:-4000}"
 [[ -f "$html" ]] || { echo "error: $html: no such file" >&2; exit 2; }
 browser="${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}"
+if [[ -z "$browser" && $EUID -eq 0 ]] && command -v apt-get >/dev/null; then  # Debian's chromium, first use only
+  echo "render_report: installing Debian's chromium" >&2
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }) >&2
+  browser="$(command -v chromium || true)"
+fi
 [[ -n "$browser" ]] || { echo "error: chromium not found; install it with: apt-get install -y chromium" >&2; exit 3; }
 profile="$(mktemp -d)"
 trap 'rm -rf "$profile"' EXIT
