@@ -38,15 +38,19 @@ def format_error(path: Path, where: str, expected: str) -> BenchmarkFormatError:
     return BenchmarkFormatError(f"{path}: {where}: expected {expected}")
 
 
-def read_json(path: Path) -> Any:
-    """Load a JSON file; a missing or unparsable file raises BenchmarkFormatError naming it."""
+def read_json(path: Path, top: type | None = None, what: str = "") -> Any:
+    """Load a JSON file; a missing or unparsable file, or a top level that is not ``top`` (described by
+    ``what``), raises BenchmarkFormatError naming it."""
     if not path.is_file():
         raise BenchmarkFormatError(f"{path}: file not found (expected the benchmark's release file here)")
     try:
         with path.open(encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
     except json.JSONDecodeError as exc:
         raise BenchmarkFormatError(f"{path}: line {exc.lineno}: expected valid JSON ({exc.msg})") from None
+    if top is not None and not isinstance(data, top):
+        raise format_error(path, "top level", f"{what}, got {type(data).__name__}")
+    return data
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -15,7 +15,6 @@ from ablate.eval.benchmarks.base import (
     Example,
     common_metrics,
     field_of,
-    format_error,
     grouped_accuracy,
     mean,
     read_json,
@@ -30,9 +29,7 @@ class GQA(Benchmark):
 
     def read(self) -> list[Example]:
         path = self.root / "gqa" / "testdev_balanced_questions.json"
-        data = read_json(path)
-        if not isinstance(data, dict):
-            raise format_error(path, "top level", f"an object mapping question id -> question, got {type(data).__name__}")
+        data = read_json(path, dict, "an object mapping question id -> question")
         examples = []
         for qid, q in data.items():
             where = f"question {qid!r}"

@@ -154,9 +154,7 @@ class OCIDRef(GroundingBenchmark):
 
     def read(self) -> list[Example]:
         path = self.root / "ocid-ref" / "val_expressions.json"
-        data = read_json(path)
-        if not isinstance(data, dict):
-            raise format_error(path, "top level", f"an object mapping expression id -> expression, got {type(data).__name__}")
+        data = read_json(path, dict, "an object mapping expression id -> expression")
         sizes: dict[Path, tuple[int, int]] = {}
         examples = []
         for key, ex in data.items():

@@ -30,9 +30,7 @@ class VizWiz(Benchmark):
 
     def read(self) -> list[Example]:
         path = self.root / "vizwiz" / "Annotations" / "val.json"
-        data = read_json(path)
-        if not isinstance(data, list):
-            raise format_error(path, "top level", f"a list of questions, got {type(data).__name__}")
+        data = read_json(path, list, "a list of questions")
         examples = []
         for i, q in enumerate(data):
             where = f"record {i}"
