@@ -101,7 +101,9 @@ def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
             if ov.is_sweep_override():
                 raise ConfigError(f"{ov.key_or_group}: invalid value {ov.input_line!r}; expected one value, "
                                   "not a sweep (sweeps belong in a study's axes)")
-            OmegaConf.update(cfg, ov.key_or_group, ov.value(), merge=False)
+            value = ov.value()
+            # containers merge into their typed nodes (a list of dicts becomes a list of DataSource, ...)
+            OmegaConf.update(cfg, ov.key_or_group, value, merge=isinstance(value, dict | list))
         OmegaConf.resolve(cfg)
     except ConfigError:
         raise

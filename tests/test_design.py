@@ -122,3 +122,11 @@ def test_prismatic_studies_cover_every_model_of_the_paper() -> None:
         want = expected_levels(row)
         got = {k: levels[mid][k] for k in want}
         assert got == want, mid
+
+
+def test_list_overrides_replace_and_stay_typed() -> None:
+    cfg = compose(["data=llava-v15-lvis4v", "data.finetune=[{name:p,json:p.json}]"])
+    assert [s.name for s in cfg.data.finetune] == ["p"]
+    assert cfg.data.finetune[0].images == "."  # the DataSource default: typed, not a bare dict
+    with pytest.raises(ConfigError, match="Key 'bogus' not in 'DataSource'"):
+        compose(["data.finetune=[{name:x,json:y,bogus:1}]"])
