@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BENCHMARKS
+from study_constants import BENCHMARKS
 
 from ablate import stats
 from ablate.report import analyse, cli_report, summary

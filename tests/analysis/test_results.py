@@ -8,7 +8,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import ACCURACY, BENCHMARKS
+from study_constants import ACCURACY, BENCHMARKS
 
 from ablate.config import ConfigError
 from ablate.results import cast_value, cli_collect, collect, comparison_pairs, load_tables

@@ -10,16 +10,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-BASE = ["llm=tiny-llama", "train=tiny", "data=shapes", "eval=shapes"]
-
-
-def tiny_cfg(*overrides: str, check: bool = True):
-    from ablate.design import compose
-
-    extra = list(overrides)
-    if any(o == "vision=tiny-patch-embed" for o in extra):
-        extra.append("recipe=single-stage-full-ft")
-    return compose([*BASE, *extra], check=check)
+from tiny_configs import BASE, tiny_cfg  # noqa: F401,E402  (re-exported for fixtures)
 
 
 @pytest.fixture(scope="module")

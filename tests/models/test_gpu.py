@@ -9,8 +9,8 @@ import socket
 
 import pytest
 import torch
-from conftest import tiny_cfg
 from PIL import Image
+from tiny_configs import tiny_cfg
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_cfg
 from PIL import Image
+from tiny_configs import tiny_cfg
 
 from ablate.data.transforms import build_image_transform, mean_colour
 from ablate.models.registry import list_image_transforms

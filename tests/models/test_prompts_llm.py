@@ -4,7 +4,7 @@ tokenizer is deterministic; the LM is built with a PAD token and embeddings padd
 from __future__ import annotations
 
 import pytest
-from conftest import tiny_cfg
+from tiny_configs import tiny_cfg
 
 from ablate.models.llm import WeightsNotFoundError, _synthetic_tokenizer_json, build_llm, build_tokenizer
 from ablate.models.prompts import IGNORE_INDEX, get_prompt_format, tokenize_conversation

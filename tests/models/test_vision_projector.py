@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_cfg
+from tiny_configs import tiny_cfg
 
 from ablate.config import CONF_DIR, ConfigError
 from ablate.models.projector import build_projector, num_output_tokens

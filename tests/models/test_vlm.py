@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import torch
-from conftest import tiny_cfg
 from PIL import Image
+from tiny_configs import tiny_cfg
 
 from ablate.models.prompts import IGNORE_INDEX, tokenize_conversation
 from ablate.models.vlm import VLM
