@@ -27,15 +27,6 @@ from ablate.train.stages import plan
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """One intra-op thread: on a small shared CPU, 2 threads contend and are several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _state(run_dir: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 

@@ -27,15 +27,6 @@ BASE = ["vision=tiny-clip", "llm=tiny-llama", "train=tiny", "data=shapes", "eval
         "train.finetune.per_device_batch=4", "runtime.progress=false", "runtime.log_every=1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Any:
-    """One intra-op thread: on a small shared CPU, 2 threads contend and are several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> str:
     from ablate.data.mixes import ensure_synthetic
