@@ -17,6 +17,8 @@ from typing import Any
 from omegaconf import MISSING
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# torch.distributed timeout (rendezvous, collectives, barriers) of multi-task jobs: runtime.dist_timeout_s.
+DIST_TIMEOUT_S = 1800
 
 # Axis groups: config groups whose chosen option is a design axis (their `id` is the level).
 AXIS_GROUPS = ("vision", "image", "projector", "llm", "recipe", "data")
@@ -202,6 +204,9 @@ class RuntimeConfig:
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True
+    # seconds a rank of a multi-task job waits in init_process_group / a collective for the others before it
+    # fails (a rank that died or never joined); torch defaults to 30 min for gloo, 10 min for NCCL
+    dist_timeout_s: float = DIST_TIMEOUT_S
 
 
 @dataclass
@@ -249,6 +254,13 @@ def _allowed(key: str, value: Any, allowed: tuple | list) -> None:
 def _check(cond: bool, key: str, value: Any, expected: str) -> None:
     if not cond:
         raise ConfigError(f"{key}: invalid value {value!r}; expected {expected}")
+
+
+def dist_timeout_s(cfg: Any) -> float:
+    """``runtime.dist_timeout_s`` of a config (configs saved before the key existed: the default)."""
+    runtime = cfg.get("runtime") if hasattr(cfg, "get") else None
+    value = runtime.get("dist_timeout_s") if runtime is not None and hasattr(runtime, "get") else None
+    return float(DIST_TIMEOUT_S if value is None else value)
 
 
 def feature_width(cfg: Any) -> int:
@@ -325,3 +337,5 @@ def validate(cfg: Any) -> None:
     _allowed("eval.closed_set", cfg.eval.closed_set, ("prob", "generate"))
     _allowed("launcher", cfg.launcher.id, LAUNCHERS)
     _check(cfg.launcher.tasks_per_node >= 1, "launcher.tasks_per_node", cfg.launcher.tasks_per_node, ">= 1")
+    _check(cfg.runtime.dist_timeout_s > 0, "runtime.dist_timeout_s", cfg.runtime.dist_timeout_s,
+           "> 0 (seconds a rank waits for the others)")

@@ -6,7 +6,13 @@ exists, otherwise (re)starts it: training resumes from ``run_dir/checkpoints`` a
 again by its ``ablate.run_key`` tag.  ``DONE`` is written last, atomically, by rank 0 only.
 
 Multi-task jobs (``launcher.tasks_per_node > 1``) initialise ``torch.distributed`` from the SLURM (or submitit
-local) environment through ``submitit.helpers.TorchDistributedEnvironment``: gloo on CPU, NCCL on GPU.
+local) environment through ``submitit.helpers.TorchDistributedEnvironment``: gloo on CPU, NCCL on GPU, with
+``runtime.dist_timeout_s`` as the timeout of the rendezvous and of every collective.  They fail fast instead of
+hanging: a rank that raises prints ``[rank R/W] ...`` lines with its traceback to stderr and exits non-zero,
+and ``ablate.launch`` runs the tasks under ``srun --kill-on-bad-exit=1`` so that SLURM then ends the others.
+Only rank 0 evaluates; the other ranks end after training (they never wait in a collective for the
+evaluation, which may take longer than the timeout).  ``pick_master_port`` chooses the rendezvous port in the
+batch script (see ``ablate.launch``).
 
 It is also a single-run Hydra app, so the standard Hydra path runs the same body::
 
@@ -18,12 +24,18 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import socket
+import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from ablate.config import DIST_TIMEOUT_S, dist_timeout_s
 
 log = logging.getLogger("ablate.job")
 
@@ -69,8 +81,19 @@ def _num_tasks() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def init_distributed() -> tuple[int, int]:
-    """(rank, world_size); joins a process group when the job has more than one task."""
+def _task_label() -> str:
+    """``rank R/W`` of this task from the environment (works before the process group exists)."""
+    rank = next((os.environ[v] for v in ("RANK", "SLURM_PROCID", "SUBMITIT_LOCAL_GLOBALID") if os.environ.get(v)), "0")
+    return f"rank {rank}/{_num_tasks()}"
+
+
+def init_distributed(timeout_s: float = DIST_TIMEOUT_S) -> tuple[int, int]:
+    """(rank, world_size); joins a process group when the job has more than one task.
+
+    ``timeout_s`` bounds the rendezvous (a rank that died or never started makes the others fail after it,
+    not hang) and every later collective of the group.  ``MASTER_PORT`` set in the environment (by the batch
+    script, see ``pick_master_port``, or by ``launcher.setup``) wins over submitit's port from the job id.
+    """
     import torch
     import torch.distributed as dist
 
@@ -78,16 +101,77 @@ def init_distributed() -> tuple[int, int]:
         return dist.get_rank(), dist.get_world_size()
     if _num_tasks() <= 1:
         return 0, 1
-    from submitit.helpers import TorchDistributedEnvironment
+    if "RANK" not in os.environ:  # not under torchrun: export SLURM's (submitit's) view of the job
+        from submitit.helpers import TorchDistributedEnvironment
 
-    env = TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        # overwrite: a MASTER_PORT from the environment is kept by TorchDistributedEnvironment itself
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
-    dist.init_process_group(backend=backend)
-    log.info("rank %d/%d joined %s process group at %s:%d", env.rank, env.world_size, backend,
-             env.master_addr, env.master_port)
-    return env.rank, env.world_size
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    log.info("rank %d/%d joining %s process group at %s:%s (timeout %gs)", rank, world, backend, addr, port,
+             timeout_s)
+    try:
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
+    except Exception as exc:
+        raise RuntimeError(f"rank {rank}/{world}: could not join the {backend} process group at {addr}:{port} "
+                           f"within runtime.dist_timeout_s={timeout_s:g}s ({type(exc).__name__}: {exc}); "
+                           "another rank failed or never started (see its log), or the port is taken "
+                           "(set MASTER_PORT in launcher.setup)") from exc
+    log.info("rank %d/%d joined %s process group at %s:%s", rank, world, backend, addr, port)
+    return rank, world
+
+
+def _port_free(port: int) -> bool:
+    """Whether a listening socket could bind ``port`` now (SO_REUSEADDR, as torch's TCPStore binds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_master_port(seed: str | None = None, *, tries: int = 64) -> int:
+    """A rendezvous port (MASTER_PORT) that is free on this host now, for a multi-task job's batch script.
+
+    submitit derives the port from the job id alone, in 20000-60000: deterministic (on a fresh cluster, the
+    same job id gets the same port every time) and mostly inside the kernel's ephemeral range, where any
+    outgoing connection may hold it.  This draws from the same generator seeded by the job id, but below
+    the ephemeral range (when that leaves at least 1000 ports), and skips ports that are taken.  The batch
+    script runs on the job's first node, which is the MASTER_ADDR submitit exports.
+    """
+    if seed is None:
+        array = os.environ.get("SLURM_ARRAY_JOB_ID")
+        seed = (f"{array}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if array
+                else os.environ.get("SLURM_JOB_ID", str(os.getpid())))
+    low, high = 20000, 60000
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = high + 1
+    if ephemeral_low - 1 - low >= 1000:
+        high = min(high, ephemeral_low - 1)
+    rng = random.Random(seed)
+    port = rng.randint(low, high)
+    for _ in range(tries):
+        if _port_free(port):
+            return port
+        port = rng.randint(low, high)
+    return port  # all taken: the rendezvous will say so
+
+
+def log_failure(run_key: str, name: Any = None) -> None:
+    """Print this task's rank and the current exception's traceback to stderr as ``[rank R/W] ...`` lines."""
+    label = _task_label()
+    head = (f"[{label}] run {run_key} ({name}) failed on {socket.gethostname()} "
+            f"(pid {os.getpid()}, job {attempt_info()['job_id']}):")
+    lines = [head] + [f"[{label}] {line}" for line in traceback.format_exc().rstrip().splitlines()]
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _barrier(world: int) -> None:
@@ -151,7 +235,16 @@ def execute(point: Mapping[str, Any], *, train: TrainFn, evaluate: EvaluateFn, t
     if is_done(run_dir):
         log.info("run %s (%s) is done; skipping", run_key, point.get("name"))
         return f"skipped {run_key}"
-    rank, world = init_distributed()
+    try:
+        return _execute(point, cfg, run_dir, run_key, train=train, evaluate=evaluate, tracker=tracker)
+    except Exception:
+        log_failure(run_key, point.get("name"))  # plain lines in the SLURM log of this task, rank first
+        raise
+
+
+def _execute(point: Mapping[str, Any], cfg: Any, run_dir: Path, run_key: str, *, train: TrainFn,
+             evaluate: EvaluateFn, tracker: TrackerFactory) -> str:
+    rank, world = init_distributed(dist_timeout_s(cfg))
     if rank == 0:
         prepare_run_dir(run_dir, cfg, point)
         log.info("run %s (%s): start, attempt %s", run_key, point.get("name"), attempt_info())
@@ -164,17 +257,18 @@ def execute(point: Mapping[str, Any], *, train: TrainFn, evaluate: EvaluateFn, t
         t0 = time.perf_counter()
         model = train(cfg, run_dir, tracker=trk)
         timings["train_s"] = time.perf_counter() - t0
-        if rank == 0:  # evaluation is rank 0's: every rank writing the same example files races
-            t0 = time.perf_counter()
-            scores = evaluate(model, cfg, run_dir, tracker=trk)
-            timings["eval_s"] = time.perf_counter() - t0
-            write_results(run_dir, run_key, scores, timings)
-            if trk is not None:
-                trk.log_artifact(run_dir / "results.json")
-    _barrier(world)
-    if rank == 0:
-        write_atomic(run_dir / DONE, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-        log.info("run %s done in %.1fs", run_key, sum(timings.values()))
+        if rank != 0:  # evaluation is rank 0's (every rank writing the same example files races); the
+            # others end here rather than wait in a collective that would time out on a long evaluation
+            log.info("run %s: rank %d/%d trained; rank 0 evaluates", run_key, rank, world)
+            return f"trained {run_key} (rank {rank})"
+        t0 = time.perf_counter()
+        scores = evaluate(model, cfg, run_dir, tracker=trk)
+        timings["eval_s"] = time.perf_counter() - t0
+        write_results(run_dir, run_key, scores, timings)
+        if trk is not None:
+            trk.log_artifact(run_dir / "results.json")
+    write_atomic(run_dir / DONE, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    log.info("run %s done in %.1fs", run_key, sum(timings.values()))
     return f"done {run_key}"
 
 

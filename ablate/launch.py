@@ -22,6 +22,7 @@ import argparse
 import importlib
 import json
 import os
+import shlex
 import sys
 import time
 from collections import Counter
@@ -107,13 +108,30 @@ def local_slot(folder: Path, n_slots: int, poll_s: float = 0.5) -> Iterator[int]
 
 
 # -------------------------------------------------------------------------------------------- executors
+# srun flags of every job step: one task exiting non-zero (an exception on any rank) ends the job's other
+# tasks at once, instead of leaving them blocked in a collective until the timeout while the job stays RUNNING.
+SRUN_ARGS = ("--kill-on-bad-exit=1",)
+
+
+def master_port_setup() -> str:
+    """The batch-script line of a multi-task job that picks MASTER_PORT on the first node (free there, below
+    the ephemeral port range; ``ablate.job.pick_master_port``) unless the environment already sets it.  The
+    user's ``launcher.setup`` lines run after it, so ``export MASTER_PORT=...`` there wins."""
+    pick = shlex.quote("from ablate.job import pick_master_port; print(pick_master_port())")
+    return (f'export MASTER_PORT="${{MASTER_PORT:-$({shlex.quote(sys.executable)} -c {pick} 2>/dev/null)}}"; '
+            '[ -n "$MASTER_PORT" ] || unset MASTER_PORT')
+
+
 def _slurm_executor(launcher: Any, folder: Path) -> submitit.Executor:
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(launcher.max_requeues))
+    setup = [str(s) for s in launcher.setup]
+    if int(launcher.nodes) * int(launcher.tasks_per_node) > 1:
+        setup.insert(0, master_port_setup())
     params: dict[str, Any] = {
         "time": int(launcher.time_min), "nodes": int(launcher.nodes),
         "ntasks_per_node": int(launcher.tasks_per_node), "cpus_per_task": int(launcher.cpus_per_task),
         "array_parallelism": int(launcher.array_parallelism), "signal_delay_s": int(launcher.signal_delay_s),
-        "setup": [str(s) for s in launcher.setup], "job_name": "ablate",
+        "setup": setup, "job_name": "ablate", "srun_args": list(SRUN_ARGS),
     }
     if int(launcher.gpus_per_node):
         params["gpus_per_node"] = int(launcher.gpus_per_node)

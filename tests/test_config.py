@@ -72,6 +72,7 @@ BAD = [
     (["data.on_bad_example=ignore"], "data.on_bad_example: invalid value 'ignore'; allowed: skip, fail"),
     (["launcher=nowhere"], "launcher: invalid value 'nowhere'; allowed: debug, local, slurm"),
     (["train.seed=1,2"], "expected one value, not a sweep"),
+    (["runtime.dist_timeout_s=0"], "runtime.dist_timeout_s: invalid value 0"),
 ]
 
 

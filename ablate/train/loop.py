@@ -38,6 +38,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ablate.config import dist_timeout_s
 from ablate.train import checkpoint
 from ablate.train.stages import Stage, apply, plan
 from ablate.train.strategy import (
@@ -304,7 +305,7 @@ def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_mo
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_root = run_dir / "checkpoints"
-    info = init_distributed(str(cfg.runtime.device))
+    info = init_distributed(str(cfg.runtime.device), dist_timeout_s(cfg))
     mesh = device_mesh(info)
     sharded = mesh is not None and cfg.train.sharding != "none"
     if mesh is not None and not sharded:

@@ -17,11 +17,14 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from ablate.config import DIST_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +51,18 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the process group described by the environment (torchrun or SLURM), or run as one process."""
+def init_distributed(device: str = "auto", timeout_s: float = DIST_TIMEOUT_S) -> DistInfo:
+    """Join the process group described by the environment (torchrun or SLURM), or run as one process.
+
+    ``timeout_s`` (``runtime.dist_timeout_s``) bounds the rendezvous and every collective: a rank that died
+    or never joined makes the others raise after it instead of waiting torch's default 30 minutes.  A job
+    body that already joined (``ablate.job.init_distributed``) keeps its group.
+    """
     if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         from submitit.helpers import TorchDistributedEnvironment
 
-        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        # overwrite: a MASTER_PORT from the environment (batch script, launcher.setup) is kept by submitit
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
@@ -61,7 +70,8 @@ def init_distributed(device: str = "auto") -> DistInfo:
     if world > 1 and not dist.is_initialized():
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=float(timeout_s)))
         log.info("rank %d/%d joined %s process group on %s", rank, world, dist.get_backend(), dev)
     return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 

@@ -8,7 +8,9 @@ path) run the fast stand-in steps of jobs_fixture through the same ``ablate.job.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import subprocess
 import sys
 import time
@@ -51,12 +53,44 @@ def status(capsys: pytest.CaptureFixture, study: str) -> tuple[int, str]:
     return rc, capsys.readouterr().out
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str, poll: float = 0.5) -> None:
+def wait_until(cond: Callable[[], bool], timeout: float, what: str, poll: float = 0.5,
+               diagnose: Callable[[], str] | None = None) -> None:
+    """Poll ``cond``; on timeout fail with ``diagnose()`` (e.g. ``slurm_report``) in the message."""
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
+                                 + (f"\n{diagnose()}" if diagnose else ""))
         time.sleep(poll)
+
+
+def _run(cmd: list[str]) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"({' '.join(cmd)}: {exc})"
+    return (proc.stdout + proc.stderr).rstrip() or "(no output)"
+
+
+def slurm_report(*study_dirs: str | Path, tail: int = 40) -> str:
+    """What a failed or stuck real-SLURM test needs to be diagnosed from its log alone: ``squeue``,
+    ``sacct`` of the studies' jobs (ids from their manifests) and the last ``tail`` lines of every submitit
+    log (``<study dir>/logs/submission-<n>/<job id>/*.out|*.err``: one pair per task)."""
+    job_ids: list[str] = []
+    for d in map(Path, study_dirs):
+        if (d / "manifest.json").exists():
+            for sub in json.loads((d / "manifest.json").read_text()).get("submissions", []):
+                job_ids += [j.split("_")[0] for j in sub["job_ids"]]
+    parts = ["---- squeue", _run(["squeue", "-o", "%.12i %.9P %.8j %.2t %.10M %.6D %R"])]
+    if job_ids:
+        ids = ",".join(dict.fromkeys(job_ids))
+        parts += [f"---- sacct -j {ids}",
+                  _run(["sacct", "-j", ids, "--format=JobID,State,ExitCode,Elapsed"])]
+    for d in map(Path, study_dirs):
+        for log in sorted([*d.rglob("*.out"), *d.rglob("*.err")]):
+            lines = log.read_text(errors="replace").splitlines()
+            parts += [f"---- {log} (last {min(tail, len(lines))} of {len(lines)} lines)", *lines[-tail:]]
+    return "\n".join(parts)
 
 
 def manifest(study: str) -> dict:
@@ -114,6 +148,81 @@ def test_local_executor_runs_and_skips_done(workspace: Path, capsys: pytest.Capt
     assert "studies/no-such-study/manifest.json: no manifest" in capsys.readouterr().err
 
 
+def _sbatch_text(tasks: int, setup: list[str]) -> str:
+    from omegaconf import OmegaConf
+
+    from ablate.launch import _slurm_executor
+
+    launcher = OmegaConf.load(REPO / "conf" / "launcher" / "slurm.yaml")
+    launcher.tasks_per_node, launcher.setup = tasks, setup
+    return _slurm_executor(launcher, Path("logs/%j"))._make_submission_file_text("python -m x", "uid")
+
+
+def test_slurm_jobs_end_every_task_when_one_fails_and_pick_a_free_master_port(workspace: Path) -> None:
+    multi, single = _sbatch_text(2, ["echo user-setup"]), _sbatch_text(1, [])
+    for text in (multi, single):
+        srun = next(line for line in text.splitlines() if line.startswith("srun "))
+        assert "--kill-on-bad-exit=1" in srun
+    assert "MASTER_PORT" not in single
+    setup = multi.split("# setup\n")[1].split("\n\n")[0].splitlines()
+    assert "MASTER_PORT" in setup[0] and setup[1] == "echo user-setup", "the user's setup runs last (and wins)"
+    env = {k: v for k, v in os.environ.items() if k != "MASTER_PORT"}
+    run = [("", "SLURM_JOB_ID=41"), ("MASTER_PORT=12345", "SLURM_JOB_ID=41")]
+    ports = [subprocess.run(["bash", "-c", f"export {pre} {job}; {setup[0]}; echo $MASTER_PORT"], env=env,
+                            capture_output=True, text=True, check=True).stdout.strip() for pre, job in run]
+    assert ports[0].isdigit() and ports[1] == "12345", ports
+
+
+def test_pick_master_port_is_free_below_the_ephemeral_range() -> None:
+    import socket
+
+    from ablate.job import pick_master_port
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    port = pick_master_port("19")
+    assert port == pick_master_port("19") and 20000 <= port < (low if low - 20000 > 1000 else 60001)
+    with socket.socket() as taken:
+        taken.bind(("", port))
+        taken.listen()
+        assert pick_master_port("19") != port
+
+
+def test_a_rank_that_never_joins_fails_the_others_after_the_timeout(tmp_path: Path) -> None:
+    """Rank 0 of 2 whose peer never starts: a clear error after runtime.dist_timeout_s, not a 30-minute hang."""
+    from ablate.job import pick_master_port
+
+    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(pick_master_port("never-joins")), "CUDA_VISIBLE_DEVICES": ""}
+    code = "from ablate.job import init_distributed; init_distributed(timeout_s=3)"
+    t0 = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and time.monotonic() - t0 < 60
+    assert "rank 0/2: could not join the gloo process group at 127.0.0.1:" in proc.stderr, proc.stderr[-2000:]
+    assert "within runtime.dist_timeout_s=3s" in proc.stderr
+
+
+def test_a_failing_rank_prints_its_rank_and_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    from contextlib import nullcontext
+
+    from ablate.job import execute
+
+    for var in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS", "SUBMITIT_LOCAL_NTASKS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+
+    def train(cfg: object, run_dir: Path, *, tracker: object = None) -> None:
+        raise RuntimeError("boom in train")
+
+    point = {"name": "base", "run_key": "k1", "cwd": str(tmp_path),
+             "config": {"study": "s", "runtime": {"runs_dir": "runs", "dist_timeout_s": 5}}}
+    with pytest.raises(RuntimeError, match="boom in train"):
+        execute(point, train=train, evaluate=lambda *a, **k: {}, tracker=lambda *a, **k: nullcontext(None))
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("[rank 0/1] run k1 (base) failed on ")
+    assert "[rank 0/1] Traceback (most recent call last):" in err and err[-1] == "[rank 0/1] RuntimeError: boom in train"
+
+
 # ------------------------------------------------------------------------------------------ real SLURM
 # The demo study at test size, run by the REAL job body (ablate.train.loop.train + ablate.eval.runner.evaluate).
 DEMO_TEST_SIZE = ["data.synthetic.size=32", "train.max_steps=2", "eval.limit=4", "eval.max_new_tokens=4",
@@ -136,9 +245,10 @@ def test_demo_study_on_slurm_completes_and_resweep_submits_nothing(
     m = manifest("demo")
     assert len(m["runs"]) == n_points == len(m["submissions"][0]["job_ids"])
     assert len({j.split("_")[0] for j in m["submissions"][0]["job_ids"]}) == 1, "one job array per study"
-    wait_until(lambda: all_ended(capsys, "demo"), 900, "the demo study to finish", poll=3)
+    report = functools.partial(slurm_report, "studies/demo")
+    wait_until(lambda: all_ended(capsys, "demo"), 900, "the demo study to finish", poll=3, diagnose=report)
     rc, out = status(capsys, "demo")
-    assert rc == 0 and summary(out) == f"demo: {n_points} done of {n_points} runs", out
+    assert rc == 0 and summary(out) == f"demo: {n_points} done of {n_points} runs", f"{out}\n{report()}"
     for key in manifest("demo")["runs"]:
         results = json.loads(Path("runs", key, "results.json").read_text())
         assert set(results["scores"]) == {"vqav2", "pope"} and results["n"] == {"vqav2": 4, "pope": 4}
@@ -156,9 +266,10 @@ def test_failed_job_shows_error_and_relaunch_reruns_only_it(
     monkeypatch.setenv("ABLATE_TEST_FAIL_SEEDS", "13")
     rc, out = sweep(capsys, *args)
     assert rc == 0 and "2 jobs submitted" in out
-    wait_until(lambda: all_ended(capsys, "fl"), 180, "both runs to end")
+    report = functools.partial(slurm_report, "studies/fl")
+    wait_until(lambda: all_ended(capsys, "fl"), 180, "both runs to end", diagnose=report)
     rc, out = status(capsys, "fl")
-    assert rc == 1 and summary(out) == "fl: 1 done, 1 failed of 2 runs", out
+    assert rc == 1 and summary(out) == "fl: 1 done, 1 failed of 2 runs", f"{out}\n{report()}"
     assert "RuntimeError: stand-in training failed on purpose for seed 13" in out
     failed_key = next(k for k in manifest("fl")["runs"] if json.loads(Path("runs", k, "point.json").read_text())["seed"] == 13)
 
@@ -166,9 +277,9 @@ def test_failed_job_shows_error_and_relaunch_reruns_only_it(
     rc, out = sweep(capsys, *args)
     assert rc == 0 and "1 jobs submitted, 1 runs done" in out
     assert manifest("fl")["submissions"][-1]["run_keys"] == [failed_key]
-    wait_until(lambda: all_ended(capsys, "fl"), 180, "the relaunched run to end")
+    wait_until(lambda: all_ended(capsys, "fl"), 180, "the relaunched run to end", diagnose=report)
     rc, out = status(capsys, "fl")
-    assert rc == 0 and summary(out) == "fl: 2 done of 2 runs", out
+    assert rc == 0 and summary(out) == "fl: 2 done of 2 runs", f"{out}\n{report()}"
 
 
 def _train_losses(run_dir: Path) -> list[float]:
@@ -180,22 +291,28 @@ def _train_losses(run_dir: Path) -> list[float]:
 def test_two_task_fsdp_run_matches_single_task_loss_curve(
         slurm_cluster: str, workspace: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """The REAL body with launcher.tasks_per_node=2: FSDP over 2 gloo ranks (SLURM srun tasks) follows the
-    loss curve of the same run as one task (same global batch: 2 ranks x 2 vs 1 task x 2 x 2 accumulation)."""
+    loss curve of the same run as one task (same global batch: 2 ranks x 2 vs 1 task x 2 x 2 accumulation).
+
+    A short ``runtime.dist_timeout_s``: a rank that dies or never joins makes the job fail (srun
+    --kill-on-bad-exit ends the other task) well inside the wait below, and a failed job fails the test at
+    once with squeue/sacct and every task's log in the message."""
     from ablate.data.synthetic import write_world
 
     monkeypatch.delenv("ABLATE_JOB_BODY")
     write_world(workspace / "data" / "shapes", 32, 0)
     size = ["data.synthetic.size=32", "train.finetune.global_batch=4", "train.finetune.per_device_batch=2",
             "train.max_steps=5", "train.sharding=full", "eval.limit=2", "eval.max_new_tokens=2",
-            "eval.benchmarks=[pope]", "runtime.progress=false"]
+            "eval.benchmarks=[pope]", "runtime.progress=false", "runtime.dist_timeout_s=120"]
     for tasks in (1, 2):
         study = write_study(workspace / f"t{tasks}.yaml", f"t{tasks}")
         rc, out = sweep(capsys, str(study), "--launcher", "slurm", *SLURM_SMALL, f"launcher.tasks_per_node={tasks}",
                         *size, f"runtime.runs_dir=runs{tasks}", f"tracking.uri=sqlite:///runs{tasks}/mlflow.db",
                         "--studies-dir", f"studies{tasks}")
         assert rc == 0 and "1 jobs submitted" in out, out
+    report = functools.partial(slurm_report, "studies1/t1", "studies2/t2")
     for tasks in (1, 2):
-        wait_until(lambda t=tasks: all_ended_in(capsys, f"t{t}", f"studies{t}"), 600, f"the {tasks}-task run", poll=2)
+        wait_until(lambda t=tasks: ended_ok_in(capsys, f"t{t}", f"studies{t}", report), 600, f"the {tasks}-task run",
+                   poll=2, diagnose=report)
     (one,), (two,) = (list(Path(f"runs{t}").glob("*/DONE")) for t in (1, 2))
     assert one.parent.name == two.parent.name, "tasks_per_node is not part of the run identity"
     joined = (workspace / "studies2").rglob("*_log.err")
@@ -205,11 +322,13 @@ def test_two_task_fsdp_run_matches_single_task_loss_curve(
     torch.testing.assert_close(torch.tensor(sharded), torch.tensor(single), rtol=1e-3, atol=1e-4)
 
 
-def all_ended_in(capsys: pytest.CaptureFixture, study: str, studies_dir: str) -> bool:
+def ended_ok_in(capsys: pytest.CaptureFixture, study: str, studies_dir: str, report: Callable[[], str]) -> bool:
+    """True once every run of the study is done; a failed run fails the test now (not at the timeout)."""
     rc = main(["status", study, "--studies-dir", studies_dir])
     out = capsys.readouterr().out
-    assert rc in (0, 1)
-    return "done of" in summary(out) and not any(s in summary(out) for s in ("pending", "running", "requeued", "failed"))
+    if rc not in (0, 1) or "failed" in summary(out):
+        raise AssertionError(f"study {study} has a failed run (ablate status rc={rc}):\n{out}\n{report()}")
+    return "done of" in summary(out) and not any(s in summary(out) for s in ("pending", "running", "requeued"))
 
 
 @pytest.mark.slurm
@@ -254,16 +373,19 @@ def test_real_body_requeued_mid_training_ends_with_uninterrupted_parameters(
     assert rc == 0, out
     (key, info), = manifest("rqreal")["runs"].items()
     run_dir = Path("runs", key)
-    wait_until(lambda: (run_dir / "checkpoints" / "step-2").exists(), 300, "checkpoint step-2", poll=0.1)
+    report = functools.partial(slurm_report, "studies/rqreal")
+    wait_until(lambda: (run_dir / "checkpoints" / "step-2").exists(), 300, "checkpoint step-2", poll=0.1,
+               diagnose=report)
     # preemption as SLURM delivers it (SIGTERM, then USR2): submitit checkpoints and requeues the job at once
     submitit.SlurmJob(folder=info["folder"], job_id=info["job_id"])._interrupt()
     assert not (run_dir / "model").exists(), "the run must still be training when it is requeued"
-    wait_until(lambda: len((run_dir / "attempts.jsonl").read_text().splitlines()) == 2, 300, "the second attempt")
+    wait_until(lambda: len((run_dir / "attempts.jsonl").read_text().splitlines()) == 2, 300, "the second attempt",
+               diagnose=report)
     rc, out = status(capsys, "rqreal")
     assert "requeued" in out or (run_dir / "DONE").exists(), out
-    wait_until(lambda: all_ended(capsys, "rqreal"), 600, "the requeued run to finish", poll=2)
+    wait_until(lambda: all_ended(capsys, "rqreal"), 600, "the requeued run to finish", poll=2, diagnose=report)
     rc, out = status(capsys, "rqreal")
-    assert rc == 0 and summary(out) == "rqreal: 1 done of 1 runs", out
+    assert rc == 0 and summary(out) == "rqreal: 1 done of 1 runs", f"{out}\n{report()}"
     attempts = [json.loads(line) for line in (run_dir / "attempts.jsonl").read_text().splitlines()]
     assert [a["restart_count"] for a in attempts] == [0, 1]
     steps = [json.loads(line)["step"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
