@@ -79,6 +79,18 @@ def test_score_options_are_normalized_probabilities(tiny_vlm):
     torch.testing.assert_close(single[0], probs[1], atol=1e-5, rtol=1e-4)
 
 
+def test_options_differing_in_their_last_token_take_one_pass_with_the_same_probabilities(tiny_vlm):
+    images, prompts = [RED, None, BLUE], ["Is it red?", "Is the sky blue?", "Which letter?"]
+    options = [["yes", "no"], ["yes", "no"], ["A", "B"]]  # " A" is two tokens: a shared space, then the letter
+    ids = [[tiny_vlm.tokenizer(" " + o, add_special_tokens=False)["input_ids"] for o in opts] for opts in options]
+    assert all(len(t) == len(opts[0]) and t[:-1] == opts[0][:-1] for opts in ids for t in opts)  # fast path
+    fast = tiny_vlm.score_options(images, prompts, options)
+    with torch.no_grad():
+        full = tiny_vlm._score_sequences(images, prompts, ids)
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(fast[0], fast[1])  # the image (or its absence) changes the answer
+
+
 def test_save_load_round_trip_identical(tiny_vlm, tmp_path):
     tiny_vlm.save_pretrained(tmp_path / "model")
     loaded = VLM.from_pretrained(tmp_path / "model").eval()
