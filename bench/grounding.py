@@ -22,9 +22,12 @@ from pathlib import Path
 import torch
 
 
-def write_colour_presence(root: Path, n_images: int, seed: int = 0) -> None:
-    """LLaVA chat JSON of colour-presence questions (two per image) over shapes-world scenes."""
-    from ablate.data.synthetic import COLORS, render, sample_scene, save
+def write_colour_presence(root: Path, n_images: int, seed: int = 0, *, turns: int = 2,
+                          binding: bool = False) -> None:
+    """LLaVA chat JSON of presence questions over shapes-world scenes: per image two records of one question
+    (``turns=2``, the default) or one record of ``turns`` questions.  Colour presence ("Is there a red object
+    ...?") or, with ``binding``, POPE's colour + shape presence with negatives sharing a colour or a shape."""
+    from ablate.data.synthetic import COLORS, SHAPES, render, sample_scene, save
 
     rng = random.Random(seed)
     records = []
@@ -32,14 +35,26 @@ def write_colour_presence(root: Path, n_images: int, seed: int = 0) -> None:
         scene = sample_scene(rng, rng.choice(("wide", "tall", "square")), rng.randint(1, 4))
         name = f"{i:06d}.png"
         save(render(scene), root / "images" / name)
-        present = sorted({o.color for o in scene.objects})
-        absent = [c for c in COLORS if c not in present]
-        for k in range(2):
+        if binding:
+            present = sorted({f"{o.color} {o.shape}" for o in scene.objects})
+            absent = [f"{c} {s}" for c in COLORS for s in SHAPES if f"{c} {s}" not in present
+                      and any(c == o.color or s == o.shape for o in scene.objects)]
+            subject = "a {}"
+        else:
+            present = sorted({o.color for o in scene.objects})
+            absent = [c for c in COLORS if c not in present]
+            subject = "a {} object"
+        qa = []
+        for _ in range(turns):
             yes = rng.random() < 0.5 or not absent
-            colour = rng.choice(present if yes else absent)
-            records.append({"id": f"{i}-{k}", "image": name, "conversations": [
-                {"from": "human", "value": f"<image>\nIs there a {colour} object in the image?"},
-                {"from": "gpt", "value": "Yes" if yes else "No"}]})
+            qa.append((f"Is there {subject.format(rng.choice(present if yes else absent))} in the image?",
+                       "Yes" if yes else "No"))
+        per_record = [qa[:1], qa[1:]] if turns == 2 else [qa]
+        for k, chunk in enumerate(per_record):
+            conv = []
+            for j, (q, a) in enumerate(chunk):
+                conv += [{"from": "human", "value": ("<image>\n" if j == 0 else "") + q}, {"from": "gpt", "value": a}]
+            records.append({"id": f"{i}-{k}", "image": name, "conversations": conv})
     (root / "presence.json").write_text(json.dumps(records))
     for empty in ("align.json", "instruct.json"):  # marks the folder as a world (no synthesis into it)
         (root / empty).write_text("[]")
@@ -65,6 +80,8 @@ def main() -> None:
     p.add_argument("--images", type=int, default=1500)
     p.add_argument("--every", type=int, default=100)
     p.add_argument("--init-range", type=float, default=None, help="override llm.random_init.initializer_range")
+    p.add_argument("--turns", type=int, default=2, help="questions per image (2: two one-question records)")
+    p.add_argument("--binding", action="store_true", help="colour + shape questions (POPE's) instead of colour")
     p.add_argument("overrides", nargs="*", help="config overrides (default: the demo baseline's groups)")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -78,7 +95,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        write_colour_presence(root, args.images)
+        write_colour_presence(root, args.images, turns=args.turns, binding=args.binding)
         cfg = compose(["vision=tiny-clip", "llm=tiny-llama", "projector=mlp", "image=letterbox", "data=shapes",
                        "train=tiny", "eval=shapes", f"data.root={root}",
                        "data.finetune=[{name:presence,json:presence.json,images:images}]", *args.overrides])
