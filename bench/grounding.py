@@ -8,6 +8,8 @@ of the yes/no token every ``--every`` steps (chance 0.5).
 
     .venv/bin/python bench/grounding.py --steps 1200                      # conf/llm/tiny-llama as shipped
     .venv/bin/python bench/grounding.py --steps 1200 --init-range 0.02    # HF's default initializer_range
+    .venv/bin/python bench/grounding.py --steps 300 --batch 16 --binding  # POPE's questions, the demo's budget
+    .venv/bin/python bench/grounding.py --steps 400 --batch 16 --max-objects 1 --size-factor 1.25
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 
 def write_colour_presence(root: Path, n_images: int, seed: int = 0, *, turns: int = 2,
-                          binding: bool = False) -> None:
+                          binding: bool = False, max_objects: int = 4, size_factor: float = 1.0) -> None:
     """LLaVA chat JSON of presence questions over shapes-world scenes: per image two records of one question
     (``turns=2``, the default) or one record of ``turns`` questions.  Colour presence ("Is there a red object
     ...?") or, with ``binding``, POPE's colour + shape presence with negatives sharing a colour or a shape."""
@@ -32,7 +34,8 @@ def write_colour_presence(root: Path, n_images: int, seed: int = 0, *, turns: in
     rng = random.Random(seed)
     records = []
     for i in range(n_images):
-        scene = sample_scene(rng, rng.choice(("wide", "tall", "square")), rng.randint(1, 4))
+        scene = sample_scene(rng, rng.choice(("wide", "tall", "square")), rng.randint(1, max_objects),
+                             small_prob=0.0 if size_factor > 1 else 0.3, size_factor=size_factor)
         name = f"{i:06d}.png"
         save(render(scene), root / "images" / name)
         if binding:
@@ -82,6 +85,8 @@ def main() -> None:
     p.add_argument("--init-range", type=float, default=None, help="override llm.random_init.initializer_range")
     p.add_argument("--turns", type=int, default=2, help="questions per image (2: two one-question records)")
     p.add_argument("--binding", action="store_true", help="colour + shape questions (POPE's) instead of colour")
+    p.add_argument("--max-objects", type=int, default=4, help="objects per scene: 1 to this many")
+    p.add_argument("--size-factor", type=float, default=1.0, help="object size multiplier (>1: no small objects)")
     p.add_argument("overrides", nargs="*", help="config overrides (default: the demo baseline's groups)")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -95,7 +100,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        write_colour_presence(root, args.images, turns=args.turns, binding=args.binding)
+        write_colour_presence(root, args.images, turns=args.turns, binding=args.binding,
+                              max_objects=args.max_objects, size_factor=args.size_factor)
         cfg = compose(["vision=tiny-clip", "llm=tiny-llama", "projector=mlp", "image=letterbox", "data=shapes",
                        "train=tiny", "eval=shapes", f"data.root={root}",
                        "data.finetune=[{name:presence,json:presence.json,images:images}]", *args.overrides])
