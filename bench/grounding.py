@@ -10,6 +10,7 @@ of the yes/no token every ``--every`` steps (chance 0.5).
     .venv/bin/python bench/grounding.py --steps 1200 --init-range 0.02    # HF's default initializer_range
     .venv/bin/python bench/grounding.py --steps 300 --batch 16 --binding  # POPE's questions, the demo's budget
     .venv/bin/python bench/grounding.py --steps 400 --batch 16 --max-objects 1 --size-factor 1.25
+    .venv/bin/python bench/grounding.py --steps 400 --batch 16 --text-warmup 500 --oracle-vision  # "pretrained"
 """
 
 from __future__ import annotations
@@ -20,47 +21,89 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 
-def write_colour_presence(root: Path, n_images: int, seed: int = 0, *, turns: int = 2,
-                          binding: bool = False, max_objects: int = 4, size_factor: float = 1.0) -> None:
+def presence_questions(scene: Any, rng: random.Random, k: int, binding: bool) -> list[tuple[str, str]]:
+    """``k`` (question, "Yes"/"No") pairs about ``scene``: colour presence or, with ``binding``, colour + shape
+    presence with negatives that share a colour or a shape with a present object (POPE's adversarial kind)."""
+    from ablate.data.synthetic import COLORS, SHAPES
+
+    if binding:
+        present = sorted({f"{o.color} {o.shape}" for o in scene.objects})
+        absent = [f"{c} {s}" for c in COLORS for s in SHAPES if f"{c} {s}" not in present
+                  and any(c == o.color or s == o.shape for o in scene.objects)]
+        subject = "a {}"
+    else:
+        present = sorted({o.color for o in scene.objects})
+        absent = [c for c in COLORS if c not in present]
+        subject = "a {} object"
+    out = []
+    for _ in range(k):
+        yes = rng.random() < 0.5 or not absent
+        out.append((f"Is there {subject.format(rng.choice(present if yes else absent))} in the image?",
+                    "Yes" if yes else "No"))
+    return out
+
+
+def write_colour_presence(root: Path, n_images: int, seed: int = 0, *, turns: int = 2, binding: bool = False,
+                          max_objects: int = 4, size_factor: float = 1.0, text_records: int = 0) -> None:
     """LLaVA chat JSON of presence questions over shapes-world scenes: per image two records of one question
-    (``turns=2``, the default) or one record of ``turns`` questions.  Colour presence ("Is there a red object
-    ...?") or, with ``binding``, POPE's colour + shape presence with negatives sharing a colour or a shape."""
-    from ablate.data.synthetic import COLORS, SHAPES, render, sample_scene, save
+    (``turns=2``, the default) or one record of ``turns`` questions (``presence.json``); and ``text_records``
+    language-only records whose scene is described in words before the question (``text.json``)."""
+    from ablate.data.synthetic import render, sample_scene, save
 
     rng = random.Random(seed)
+
+    def scene() -> Any:
+        return sample_scene(rng, rng.choice(("wide", "tall", "square")), rng.randint(1, max_objects),
+                            small_prob=0.0 if size_factor > 1 else 0.3, size_factor=size_factor)
+
     records = []
     for i in range(n_images):
-        scene = sample_scene(rng, rng.choice(("wide", "tall", "square")), rng.randint(1, max_objects),
-                             small_prob=0.0 if size_factor > 1 else 0.3, size_factor=size_factor)
+        sc = scene()
         name = f"{i:06d}.png"
-        save(render(scene), root / "images" / name)
-        if binding:
-            present = sorted({f"{o.color} {o.shape}" for o in scene.objects})
-            absent = [f"{c} {s}" for c in COLORS for s in SHAPES if f"{c} {s}" not in present
-                      and any(c == o.color or s == o.shape for o in scene.objects)]
-            subject = "a {}"
-        else:
-            present = sorted({o.color for o in scene.objects})
-            absent = [c for c in COLORS if c not in present]
-            subject = "a {} object"
-        qa = []
-        for _ in range(turns):
-            yes = rng.random() < 0.5 or not absent
-            qa.append((f"Is there {subject.format(rng.choice(present if yes else absent))} in the image?",
-                       "Yes" if yes else "No"))
-        per_record = [qa[:1], qa[1:]] if turns == 2 else [qa]
-        for k, chunk in enumerate(per_record):
+        save(render(sc), root / "images" / name)
+        qa = presence_questions(sc, rng, turns, binding)
+        for k, chunk in enumerate([qa[:1], qa[1:]] if turns == 2 else [qa]):
             conv = []
             for j, (q, a) in enumerate(chunk):
                 conv += [{"from": "human", "value": ("<image>\n" if j == 0 else "") + q}, {"from": "gpt", "value": a}]
             records.append({"id": f"{i}-{k}", "image": name, "conversations": conv})
+    text = []
+    for i in range(text_records):
+        sc = scene()
+        (q, a), = presence_questions(sc, rng, 1, binding)
+        described = "Scene: " + ", ".join(o.name for o in sc.objects) + ".\n"
+        text.append({"id": f"text-{i}", "conversations": [{"from": "human", "value": described + q},
+                                                           {"from": "gpt", "value": a}]})
     (root / "presence.json").write_text(json.dumps(records))
+    (root / "text.json").write_text(json.dumps(text))
     for empty in ("align.json", "instruct.json"):  # marks the folder as a world (no synthesis into it)
         (root / empty).write_text("[]")
+
+
+def oracle_colours(backbone: Any, width: int) -> Any:
+    """A stand-in tower with perfect colour features: per patch, a one-hot of each palette colour covering
+    more than a quarter of it (background -> zeros), padded to ``width``.  An upper bound on what a
+    pretrained tower could hand the projector."""
+    from ablate.data.synthetic import COLORS
+
+    palette = torch.tensor(list(COLORS.values()), dtype=torch.float32).view(1, -1, 3, 1, 1) / 255
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (backbone.mean, backbone.std))
+    p = backbone.patch_size
+
+    def forward(pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels * std + mean).unsqueeze(1)
+        dist = ((x - palette) ** 2).sum(2)  # (B, colours, H, W)
+        hit = torch.nn.functional.one_hot(dist.argmin(1), palette.shape[1]).float()
+        hit = hit * (dist.min(1).values < 0.03).unsqueeze(-1).float()  # (B, H, W, colours)
+        B, H, W, C = hit.shape
+        cover = hit.view(B, H // p, p, W // p, p, C).mean((2, 4)).reshape(B, -1, C)
+        return torch.nn.functional.pad((cover > 0.25).float() * 4.0, (0, width - C))
+    return forward
 
 
 def answer_accuracy(model: torch.nn.Module, batch: dict) -> float:
@@ -87,6 +130,9 @@ def main() -> None:
     p.add_argument("--binding", action="store_true", help="colour + shape questions (POPE's) instead of colour")
     p.add_argument("--max-objects", type=int, default=4, help="objects per scene: 1 to this many")
     p.add_argument("--size-factor", type=float, default=1.0, help="object size multiplier (>1: no small objects)")
+    p.add_argument("--text-warmup", type=int, default=0,
+                   help="first train the LM this many steps on the questions with the scene described in words")
+    p.add_argument("--oracle-vision", action="store_true", help="perfect per-patch colour features (no tower)")
     p.add_argument("overrides", nargs="*", help="config overrides (default: the demo baseline's groups)")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -101,19 +147,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_colour_presence(root, args.images, turns=args.turns, binding=args.binding,
-                              max_objects=args.max_objects, size_factor=args.size_factor)
+                              max_objects=args.max_objects, size_factor=args.size_factor,
+                              text_records=6000 if args.text_warmup else 0)
         cfg = compose(["vision=tiny-clip", "llm=tiny-llama", "projector=mlp", "image=letterbox", "data=shapes",
                        "train=tiny", "eval=shapes", f"data.root={root}",
-                       "data.finetune=[{name:presence,json:presence.json,images:images}]", *args.overrides])
+                       "data.finetune=[{name:presence,json:presence.json,images:images},"
+                       "{name:text,json:text.json,images:images}]", *args.overrides])
         if args.init_range is not None:
             with open_dict(cfg):
                 cfg.llm.random_init.initializer_range = args.init_range
         torch.manual_seed(0)
         model = build_vlm(cfg)
         model.vision.requires_grad_(False)  # the frozen-vision recipes' setting
+        if args.oracle_vision:
+            model.vision.forward = oracle_colours(cfg.vision.backbones[0], model.vision.embed_dim)
         data = build_dataset(cfg, "finetune", model.tokenizer, model.prompt_format, model.image_transform)
         collate = Collator(int(model.tokenizer.pad_token_id))
-        order = list(range(len(data)))
+        order = [i for i, image in enumerate(data.is_multimodal) if image]
+        text_rows = [i for i, image in enumerate(data.is_multimodal) if not image]
         random.Random(0).shuffle(order)
         held_out, train = order[:200], order[200:]
         test_batch = collate([data[i] for i in held_out])
@@ -122,8 +173,9 @@ def main() -> None:
         rng, losses, t0 = random.Random(1), [], time.perf_counter()
         print(f"llm initializer_range {cfg.llm.random_init.get('initializer_range', 0.02)}; "
               f"{len(train)} training / {len(held_out)} held-out questions; chance 0.5")
-        for step in range(1, args.steps + 1):
-            loss = model(collate([data[i] for i in rng.sample(train, args.batch)]))
+        for step in range(1, args.text_warmup + args.steps + 1):
+            loss = model(collate([data[i] for i in rng.sample(text_rows if step <= args.text_warmup else train,
+                                                               args.batch)]))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -134,7 +186,7 @@ def main() -> None:
                 with torch.no_grad():
                     acc = answer_accuracy(model, test_batch)
                 model.train()
-                print(f"step {step}: loss {sum(losses[-args.every:]) / args.every:.4f}  held-out accuracy "
+                print(f"step {step}{' (text)' if step <= args.text_warmup else ''}: loss {sum(losses[-args.every:]) / args.every:.4f}  held-out accuracy "
                       f"{acc:.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
