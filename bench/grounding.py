@@ -168,6 +168,8 @@ def main() -> None:
         random.Random(0).shuffle(order)
         held_out, train = order[:200], order[200:]
         test_batch = collate([data[i] for i in held_out])
+        text_test = collate([data[i] for i in text_rows[:200]]) if text_rows else None
+        text_rows = text_rows[200:]
         params = [q for q in model.parameters() if q.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
         rng, losses, t0 = random.Random(1), [], time.perf_counter()
@@ -185,9 +187,12 @@ def main() -> None:
                 model.eval()
                 with torch.no_grad():
                     acc = answer_accuracy(model, test_batch)
+                    text_acc = answer_accuracy(model, text_test) if text_test is not None else None
                 model.train()
-                print(f"step {step}{' (text)' if step <= args.text_warmup else ''}: loss {sum(losses[-args.every:]) / args.every:.4f}  held-out accuracy "
-                      f"{acc:.3f}  ({time.perf_counter() - t0:.0f} s)", flush=True)
+                text = f"  held-out text accuracy {text_acc:.3f}" if text_acc is not None else ""
+                print(f"step {step}{' (text)' if step <= args.text_warmup else ''}: loss "
+                      f"{sum(losses[-args.every:]) / args.every:.4f}  held-out accuracy {acc:.3f}{text}  "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":
