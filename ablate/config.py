@@ -57,6 +57,9 @@ class VisionConfig:
     id: str = MISSING
     backbones: list[BackboneConfig] = field(default_factory=list)
     image_size: int = 224  # input resolution S every branch is fed
+    # folder of ``<arch>.safetensors`` files loaded into the tiny archs' branches that have no ``path`` (the
+    # demo's pretrained tiny towers, ablate.train.pretrain_tiny); None = tiny archs stay random-init
+    weights_dir: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------ image

@@ -21,23 +21,46 @@ DEMO_STUDY = Path(__file__).resolve().parent.parent / "sweeps" / "demo.yaml"
 
 # Per size: the shapes world's size, overrides applied to every point, and how many seeds of the study to run.
 SIZES: dict[str, dict[str, Any]] = {
-    "full": {"world": 2000, "seeds": None, "overrides": [
-        "train.epochs=1.5", "eval.limit=100", "eval.benchmarks=[pope,refcoco,vqav2,gqa,tallyqa,vsr]"]},
-    "small": {"world": 240, "seeds": 1, "overrides": [
+    "full": {"world": 2000, "seeds": None, "pretrain": {"vision_steps": 2500, "llm_steps": 2500}, "overrides": [
+        "train.epochs=3", "eval.limit=null", "eval.benchmarks=[pope,refcoco,vqav2,gqa,tallyqa,vsr]"]},
+    "small": {"world": 240, "seeds": 1, "pretrain": {"vision_steps": 20, "llm_steps": 20}, "overrides": [
         "train.max_steps=12", "eval.limit=24", "eval.max_new_tokens=12",
         "eval.benchmarks=[pope,refcoco,vqav2,tallyqa]"]},
 }
 
 
 def demo_overrides(out: Path, size: str) -> list[str]:
-    """Overrides that put data, runs and tracking under `out` and size the study."""
+    """Overrides that put data, runs and tracking under `out`, start every point from the pretrained tiny
+    components in `out/pretrained` (as Prismatic starts from pretrained backbones), and size the study."""
     data = out / "data" / f"shapes-{SIZES[size]['world']}"
+    pretrained = pretrained_dir(out, size)
     return [
         f"data.root={data}", f"data.synthetic.size={SIZES[size]['world']}", f"eval.root={data / 'eval'}",
+        f"vision.weights_dir={pretrained}", f"llm.path={pretrained / 'tiny-llama'}", "llm.random_init=null",
         f"runtime.runs_dir={out / 'runs'}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}",
         f"tracking.artifact_root={out / 'mlflow-artifacts'}", "launcher=local", "runtime.progress=false",
         *SIZES[size]["overrides"],
     ]
+
+
+def pretrained_dir(out: Path, size: str) -> Path:
+    return out / f"pretrained-{size}"
+
+
+def ensure_demo_pretrained(points: list[Any], out: Path, size: str) -> Path:
+    """Pretrain (once) the tiny vision configs and the tiny LM the study's points start from."""
+    from ablate.design import compose
+    from ablate.train.pretrain_tiny import ensure_pretrained
+
+    target = pretrained_dir(out, size)
+    if not (target / "DONE").exists():
+        print(f"pretraining the tiny vision towers and LM once, into {target}")
+    vision_ids = sorted({str(p.config.vision.id) for p in points})
+    llm_ids = {str(p.config.llm.id) for p in points}
+    if llm_ids != {"tiny-llama"}:
+        raise ValueError(f"demo: the study's points use llm {sorted(llm_ids)}; the demo pretrains tiny-llama only")
+    return ensure_pretrained([compose([f"vision={v}"]).vision for v in vision_ids], compose(["llm=tiny-llama"]).llm,
+                             target, **SIZES[size]["pretrain"])
 
 
 def _progress_line(run_dir: Path) -> str:
@@ -119,6 +142,7 @@ def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "loca
         print(f"generating the shapes world ({SIZES[size]['world']} images) in {data_root}")
         write_world(data_root, SIZES[size]["world"], int(points[0].config.data.synthetic.seed), progress=True)
     print(format_crop_cut(crop_cut_fraction(data_root / "eval")))
+    ensure_demo_pretrained(points, out, size)
 
     studies_dir = out / "studies"
     sub = submit_study(study, points, studies_dir)

@@ -11,6 +11,7 @@ of the yes/no token every ``--every`` steps (chance 0.5).
     .venv/bin/python bench/grounding.py --steps 300 --batch 16 --binding  # POPE's questions, the demo's budget
     .venv/bin/python bench/grounding.py --steps 400 --batch 16 --max-objects 1 --size-factor 1.25
     .venv/bin/python bench/grounding.py --steps 400 --batch 16 --text-warmup 500 --oracle-vision  # "pretrained"
+    .venv/bin/python bench/grounding.py --steps 400 --batch 16 --pretrained demo/pretrained-full  # the demo's start
 """
 
 from __future__ import annotations
@@ -133,6 +134,8 @@ def main() -> None:
     p.add_argument("--text-warmup", type=int, default=0,
                    help="first train the LM this many steps on the questions with the scene described in words")
     p.add_argument("--oracle-vision", action="store_true", help="perfect per-patch colour features (no tower)")
+    p.add_argument("--pretrained", metavar="DIR", help="start from the tiny tower and LM that ablate.train.pretrain_tiny "
+                   "saved in DIR (what `ablate demo` does: demo/pretrained-full)")
     p.add_argument("overrides", nargs="*", help="config overrides (default: the demo baseline's groups)")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -144,6 +147,8 @@ def main() -> None:
     from ablate.design import compose
     from ablate.models.vlm import build_vlm
 
+    pretrained = [f"vision.weights_dir={args.pretrained}", f"llm.path={Path(args.pretrained) / 'tiny-llama'}",
+                  "llm.random_init=null"] if args.pretrained else []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_colour_presence(root, args.images, turns=args.turns, binding=args.binding,
@@ -152,7 +157,7 @@ def main() -> None:
         cfg = compose(["vision=tiny-clip", "llm=tiny-llama", "projector=mlp", "image=letterbox", "data=shapes",
                        "train=tiny", "eval=shapes", f"data.root={root}",
                        "data.finetune=[{name:presence,json:presence.json,images:images},"
-                       "{name:text,json:text.json,images:images}]", *args.overrides])
+                       "{name:text,json:text.json,images:images}]", *pretrained, *args.overrides])
         if args.init_range is not None:
             with open_dict(cfg):
                 cfg.llm.random_init.initializer_range = args.init_range
@@ -173,7 +178,8 @@ def main() -> None:
         params = [q for q in model.parameters() if q.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
         rng, losses, t0 = random.Random(1), [], time.perf_counter()
-        print(f"llm initializer_range {cfg.llm.random_init.get('initializer_range', 0.02)}; "
+        init = cfg.llm.random_init.get("initializer_range", 0.02) if cfg.llm.random_init else f"n/a ({cfg.llm.path})"
+        print(f"llm initializer_range {init}; "
               f"{len(train)} training / {len(held_out)} held-out questions; chance 0.5")
         for step in range(1, args.text_warmup + args.steps + 1):
             loss = model(collate([data[i] for i in rng.sample(text_rows if step <= args.text_warmup else train,

@@ -184,28 +184,35 @@ def font_for(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=px)
 
 
+def draw_object(draw: ImageDraw.ImageDraw, o: Item, fill: Any) -> None:
+    """Draw one shape of a scene with ``fill`` (an RGB triple, or an int on an "L" mask)."""
+    x1, y1, x2, y2 = o.box
+    if o.shape == "circle":
+        draw.ellipse(o.box, fill=fill)
+    elif o.shape == "square":
+        draw.rectangle(o.box, fill=fill)
+    elif o.shape == "triangle":
+        draw.polygon([((x1 + x2) / 2, y1), (x2, y2), (x1, y2)], fill=fill)
+    elif o.shape == "star":
+        draw.polygon(_star(o.box), fill=fill)
+    else:  # diamond
+        draw.polygon([((x1 + x2) / 2, y1), (x2, (y1 + y2) / 2), ((x1 + x2) / 2, y2), (x1, (y1 + y2) / 2)], fill=fill)
+
+
+def draw_word(draw: ImageDraw.ImageDraw, wd: Item, fill: Any) -> None:
+    x1, y1, x2, y2 = wd.box
+    font = font_for(max(8, int((x2 - x1) / max(2.0, 0.62 * len(wd.word)))))
+    draw.text(((x1 + x2) / 2, (y1 + y2) / 2), wd.word, fill=fill, font=font, anchor="mm")
+
+
 def render(scene: Scene) -> Image.Image:
     """Draw a scene (shapes + words) on its canvas."""
     img = Image.new("RGB", (scene.width, scene.height), scene.background)
     draw = ImageDraw.Draw(img)
     for o in scene.objects:
-        x1, y1, x2, y2 = o.box
-        fill = COLORS[o.color]
-        if o.shape == "circle":
-            draw.ellipse(o.box, fill=fill)
-        elif o.shape == "square":
-            draw.rectangle(o.box, fill=fill)
-        elif o.shape == "triangle":
-            draw.polygon([((x1 + x2) / 2, y1), (x2, y2), (x1, y2)], fill=fill)
-        elif o.shape == "star":
-            draw.polygon(_star(o.box), fill=fill)
-        else:  # diamond
-            draw.polygon([((x1 + x2) / 2, y1), (x2, (y1 + y2) / 2), ((x1 + x2) / 2, y2), (x1, (y1 + y2) / 2)],
-                         fill=fill)
+        draw_object(draw, o, COLORS[o.color])
     for wd in scene.words:
-        x1, y1, x2, y2 = wd.box
-        font = font_for(max(8, int((x2 - x1) / max(2.0, 0.62 * len(wd.word)))))
-        draw.text(((x1 + x2) / 2, (y1 + y2) / 2), wd.word, fill=(20, 20, 20), font=font, anchor="mm")
+        draw_word(draw, wd, (20, 20, 20))
     return img
 
 
@@ -259,12 +266,17 @@ def relation_holds(a: Item, b: Item, relation: str) -> bool | None:
     return None if ar == br else (ar < br) == (relation == "above")
 
 
-def qa_presence(scene: Scene, rng: random.Random, positive: bool | None = None) -> QA | None:
+def qa_presence(scene: Scene, rng: random.Random, positive: bool | None = None, *, hard: bool = False) -> QA | None:
+    """A yes/no presence question; ``hard`` negatives share a colour or a shape with a present object (POPE's
+    adversarial kind: answering them takes binding colour to shape, not just spotting a colour)."""
     positive = rng.random() < 0.5 if positive is None else positive
     if positive and scene.objects:
         target = rng.choice(scene.objects)
         return QA("presence", f"Is there a {target.name} in the image?", "yes", target)
     absent = [f"{c} {s}" for c in COLORS for s in SHAPES if scene.find(f"{c} {s}") is None]
+    if hard:
+        absent = [n for n in absent if any(n.split()[0] == o.color or n.split()[1] == o.shape
+                                           for o in scene.objects)] or absent
     return QA("presence", f"Is there a {rng.choice(absent)} in the image?", "no")
 
 
@@ -455,6 +467,27 @@ def _train_scene(rng: random.Random) -> Scene:
 MAX_CONVERSATION_CHARS = 300
 
 
+def instruct_turns(scene: Scene, rng: random.Random, max_chars: int = MAX_CONVERSATION_CHARS) -> list[tuple[str, str]]:
+    """2-4 (human, assistant) turns about ``scene`` from the training task mix (``TRAIN_WEIGHTS``), distinct
+    questions, within ``max_chars`` characters."""
+    families, weights = zip(*TRAIN_WEIGHTS.items(), strict=True)
+    turns: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    n_turns = rng.randint(2, 4)
+    for _ in range(20):
+        if len(turns) == n_turns:
+            break
+        qa = QA_FAMILIES[rng.choices(families, weights)[0]](scene, rng)
+        if qa is None or qa.question in seen:
+            continue
+        turn = instruct_turn(qa, rng)
+        if turns and sum(len(h) + len(g) for h, g in [*turns, turn]) > max_chars:
+            break
+        seen.add(qa.question)
+        turns.append(turn)
+    return turns
+
+
 def write_training(out: Path, size: int, seed: int, progress: bool = False) -> dict[str, int]:
     """``images/``, ``align.json`` (one caption per image) and ``instruct.json`` (2-4 QA turns per image
     plus size/10 language-only conversations)."""
@@ -462,27 +495,13 @@ def write_training(out: Path, size: int, seed: int, progress: bool = False) -> d
 
     rng = random.Random(f"{seed}/train")
     align, instruct = [], []
-    families, weights = zip(*TRAIN_WEIGHTS.items(), strict=True)
     for i in tqdm(range(size), desc="synth train", disable=not progress):
         scene = _train_scene(rng)
         name = f"{i:06d}.jpg"
         save(render(scene), out / "images" / name)
         align.append({"id": f"align-{i:06d}", "image": name,
                       "conversations": conversation([(rng.choice(CAPTION_PROMPTS), caption(scene))], image=True)})
-        turns: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        n_turns = rng.randint(2, 4)
-        for _ in range(20):
-            if len(turns) == n_turns:
-                break
-            qa = QA_FAMILIES[rng.choices(families, weights)[0]](scene, rng)
-            if qa is None or qa.question in seen:
-                continue
-            turn = instruct_turn(qa, rng)
-            if turns and sum(len(h) + len(g) for h, g in [*turns, turn]) > MAX_CONVERSATION_CHARS:
-                break
-            seen.add(qa.question)
-            turns.append(turn)
+        turns = instruct_turns(scene, rng)
         instruct.append({"id": f"instruct-{i:06d}", "image": name, "conversations": conversation(turns, image=True)})
     for j in range(max(1, size // 10)):
         instruct.append({"id": f"text-{j:06d}", "conversations": conversation(language_only(rng), image=False)})
@@ -706,7 +725,7 @@ def write_pope(w: EvalWriter) -> dict[str, int]:
     co-occurring most (adversarial)."""
     rng = w.rng("pope")
     scenes: list[tuple[str, Scene]] = []
-    for i in range(max(1, w.n // 6)):
+    for i in range(max(2, w.n // 2)):  # many images: an edge effect shows per image, not per question
         scene = _eval_scene(rng, edge=True, lo=3)
         name = f"COCO_val2014_{300000 + i:012d}.jpg"
         w.image(scene, f"pope/val2014/{name}")

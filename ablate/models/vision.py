@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 from pathlib import Path
@@ -182,7 +183,7 @@ def _register_tiny_open_clip(b: Any) -> str:
         raise KeyError(f"unknown tiny open_clip arch {b.arch!r}; known: tiny-clip, tiny-siglip")
     _OPEN_CLIP_DIR.mkdir(parents=True, exist_ok=True)
     path = _OPEN_CLIP_DIR / f"{name}.json"
-    tmp = path.with_suffix(f".{digest}.tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent jobs register the same arch
     tmp.write_text(json.dumps(dict(embed_dim=b.width, vision_cfg=vision_cfg, text_cfg=text_cfg)))
     tmp.replace(path)
     open_clip.add_model_config(path)
@@ -340,4 +341,34 @@ def build_vision(vision_cfg: Any, *, load_weights: bool = True) -> VisionBackbon
             b = SimpleNamespace(**{**OmegaConf.to_container(b, resolve=True), "pretrained": None, "path": None}) \
                 if isinstance(b, DictConfig) else SimpleNamespace(**{**vars(b), "pretrained": None, "path": None})
         branches[name] = VISION_FAMILIES.get(b.family)(b)
+        weights = tiny_weights_file(b, getattr(vision_cfg, "weights_dir", None) if load_weights else None)
+        if weights is not None:
+            load_branch_weights(branches[name], weights, f"vision={vision_cfg.id} branch {name}")
     return VisionBackbone(branches, str(vision_cfg.id))
+
+
+def is_tiny(b: Any) -> bool:
+    return str(b.arch).startswith("tiny-") or b.family == "patch-embed"
+
+
+def tiny_weights_file(b: Any, weights_dir: str | None) -> Path | None:
+    """The weights of a tiny arch: its ``path``, else ``<weights_dir>/<arch>.safetensors``; None = random init."""
+    if not is_tiny(b):
+        return None
+    if b.path:
+        return Path(b.path)
+    return Path(weights_dir) / f"{b.arch}.safetensors" if weights_dir else None
+
+
+def load_branch_weights(branch: nn.Module, path: Path, what: str) -> None:
+    """Load a branch's safetensors state dict (saved by ``ablate.train.pretrain_tiny``); every key must match."""
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{what}: weights file {str(path)!r} does not exist (expected a safetensors "
+                                   "state dict of the branch, as ablate.train.pretrain_tiny saves)")
+    state = load_file(str(path))
+    missing, unexpected = branch.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsNotFoundError(f"{what}: {path} does not fit the architecture: missing keys {missing[:5]}, "
+                                   f"unexpected keys {unexpected[:5]}")
