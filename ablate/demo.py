@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,10 @@ def demo_overrides(out: Path, size: str) -> list[str]:
         f"tracking.artifact_root={out / 'mlflow-artifacts'}", "launcher=local", "runtime.progress=false",
         *SIZES[size]["overrides"],
     ]
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def pretrained_dir(out: Path, size: str) -> Path:
@@ -151,6 +156,7 @@ def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "loca
     print(f"study {study.name}: {n_unique} runs, {len(sub.skipped_done)} already done, "
           f"{len(sub.submitted)} submitted ({launcher}); logs in {sub.folder}")
     names = {p.run_key: f"{p.name}/s{p.seed}" for p in points}
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` cancels the local jobs as Ctrl-C does
     try:
         watch(sub.jobs, {k: names[k] for k in sub.submitted}, runs_dir, n_unique, len(sub.skipped_done))
     except KeyboardInterrupt:

@@ -387,12 +387,20 @@ def qa_tally(scene: Scene, rng: random.Random) -> QA:
 
 
 TALLY_LETTERS = "ABCDEFGHIJKLMNOP"
+
+
+def qa_presence_mixed(scene: Scene, rng: random.Random) -> QA | None:
+    """Training presence questions: half the negatives hard (as LRV-Instruct's negative instructions)."""
+    return qa_presence(scene, rng, hard=rng.random() < 0.5)
+
+
 QA_FAMILIES: dict[str, Callable[[Scene, random.Random], QA | None]] = {
     "presence": qa_presence, "count": qa_count, "color": qa_color, "shape": qa_shape, "word": qa_word,
     "box": qa_box, "relation": qa_relation, "choice": qa_choice, "unanswerable": qa_unanswerable, "tally": qa_tally,
 }
+TRAIN_FAMILIES = {**QA_FAMILIES, "presence": qa_presence_mixed}
 # how often each family appears in instruct.json (words only where a scene has one)
-TRAIN_WEIGHTS = {"presence": 3, "count": 2, "color": 2, "shape": 2, "word": 3, "box": 3, "relation": 2,
+TRAIN_WEIGHTS = {"presence": 8, "count": 2, "color": 2, "shape": 2, "word": 3, "box": 3, "relation": 2,
                  "choice": 2, "unanswerable": 1, "tally": 1}
 
 
@@ -477,7 +485,7 @@ def instruct_turns(scene: Scene, rng: random.Random, max_chars: int = MAX_CONVER
     for _ in range(20):
         if len(turns) == n_turns:
             break
-        qa = QA_FAMILIES[rng.choices(families, weights)[0]](scene, rng)
+        qa = TRAIN_FAMILIES[rng.choices(families, weights)[0]](scene, rng)
         if qa is None or qa.question in seen:
             continue
         turn = instruct_turn(qa, rng)

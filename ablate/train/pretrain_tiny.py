@@ -47,7 +47,6 @@ from ablate.models.registry import IMAGE_TRANSFORMS
 LABELS = (*COLORS, *SHAPES, "word")  # per-patch targets of the vision probe
 IMAGE_IDS = ("letterbox", "resize-naive", "resize-crop")
 POS_WEIGHT = 4.0
-HARD_PRESENCE_SHARE = 1.0
 COVER = 0.25  # a patch has a label when its region covers more than this share of the patch
 
 
