@@ -266,6 +266,11 @@ def relation_holds(a: Item, b: Item, relation: str) -> bool | None:
     return None if ar == br else (ar < br) == (relation == "above")
 
 
+def similar_absent(scene: Scene, absent: list[str]) -> list[str]:
+    """The names of ``absent`` that share a colour or a shape with an object of ``scene`` (hard negatives)."""
+    return [n for n in absent if any(n.split()[0] == o.color or n.split()[1] == o.shape for o in scene.objects)]
+
+
 def qa_presence(scene: Scene, rng: random.Random, positive: bool | None = None, *, hard: bool = False) -> QA | None:
     """A yes/no presence question; ``hard`` negatives share a colour or a shape with a present object (POPE's
     adversarial kind: answering them takes binding colour to shape, not just spotting a colour)."""
@@ -275,8 +280,7 @@ def qa_presence(scene: Scene, rng: random.Random, positive: bool | None = None, 
         return QA("presence", f"Is there a {target.name} in the image?", "yes", target)
     absent = [f"{c} {s}" for c in COLORS for s in SHAPES if scene.find(f"{c} {s}") is None]
     if hard:
-        absent = [n for n in absent if any(n.split()[0] == o.color or n.split()[1] == o.shape
-                                           for o in scene.objects)] or absent
+        absent = similar_absent(scene, absent) or absent
     return QA("presence", f"Is there a {rng.choice(absent)} in the image?", "no")
 
 
@@ -747,7 +751,7 @@ def write_pope(w: EvalWriter) -> dict[str, int]:
         present = sorted(scene.objects, key=lambda o: (o.slot not in edge, rng.random()))[:3]
         absent = [n for n in all_names if scene.find(n) is None]
         names = [o.name for o in scene.objects]
-        similar = [n for n in absent if any(n.split()[1] == o.shape or n.split()[0] == o.color for o in scene.objects)]
+        similar = similar_absent(scene, absent)
         negatives = {"random": rng.sample(absent, 3),
                      "popular": sorted(absent, key=lambda n: (-freq[n], n))[:3],
                      "adversarial": sorted(similar or absent, key=lambda n: _cooccurrence_rank(n, names, co))[:3]}

@@ -207,18 +207,18 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
     for _ in range(128):
         scene = _train_scene(rng)
         question, answer = instruct_turn(qa_presence(scene, rng, hard=True), rng)
-        probe_rows.append(tokenize_conversation(tokenizer, fmt, [("user", f"{in_words(scene)}\n{question}"),
-                                                                  ("assistant", answer)]))
+        ids, labels = tokenize_conversation(tokenizer, fmt, [("user", f"{in_words(scene)}\n{question}"),
+                                                             ("assistant", answer)])
+        # the answer's first non-blank token ("Y"/"N": the reply's leading space is a token of its own)
+        at = next(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX and tokenizer.decode([lab]).strip())
+        probe_rows.append((torch.tensor([ids[:at]]), ids[at]))
 
     def binding_accuracy() -> float:
-        """Share of the hard presence questions whose answer's first non-blank token ("Y"/"N": the reply's
-        leading space is a token of its own in the synthetic tokenizer) is the argmax."""
+        """Share of the hard presence questions whose answer token ("Y"/"N") is the argmax."""
         hits = 0
         with torch.no_grad():
-            for ids, labels in probe_rows:
-                at = next(i for i, lab in enumerate(labels) if lab != IGNORE_INDEX and tokenizer.decode([lab]).strip())
-                logits = model(input_ids=torch.tensor([ids[:at]])).logits[0, -1]
-                hits += int(int(logits.argmax()) == ids[at])
+            for prompt, answer_id in probe_rows:
+                hits += int(int(model(input_ids=prompt).logits[0, -1].argmax()) == answer_id)
         return hits / len(probe_rows)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
