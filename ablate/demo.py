@@ -23,7 +23,7 @@ DEMO_STUDY = Path(__file__).resolve().parent.parent / "sweeps" / "demo.yaml"
 # Per size: the shapes world's size, overrides applied to every point, and how many seeds of the study to run.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"world": 2000, "seeds": None, "pretrain": {"vision_steps": 2500, "llm_steps": 2500}, "overrides": [
-        "train.epochs=3", "eval.limit=null", "eval.benchmarks=[pope,refcoco,vqav2,gqa,tallyqa,vsr]"]},
+        "train.epochs=2", "eval.limit=null", "eval.benchmarks=[pope,refcoco,vqav2,gqa,tallyqa,vsr]"]},
     "small": {"world": 240, "seeds": 1, "pretrain": {"vision_steps": 20, "llm_steps": 20}, "overrides": [
         "train.max_steps=12", "eval.limit=24", "eval.max_new_tokens=12",
         "eval.benchmarks=[pope,refcoco,vqav2,tallyqa]"]},

@@ -9,7 +9,7 @@ coloured shapes placed in a coarse grid of *slots* on wide (16:9), tall (9:16) a
 - small objects and rendered words (PIL's default font) need resolution and fine-grained features;
 - slots make boxes learnable (a box answer is one of a few dozen layouts), and counts are small integers.
 
-``write_world(out, size, seed)`` writes ``align.json`` and ``instruct.json`` (LLaVA chat JSON), ``images/``,
+``write_world(out, size, seed)`` writes ``align.json``, ``instruct.json`` and ``presence.json`` (LLaVA chat JSON), ``images/``,
 and under ``eval/`` VQAv2, GQA, VizWiz, TextVQA (+ OCR jsonl), POPE, RefCOCO/+/g, OCID-Ref, VSR, TallyQA and
 AI2D with the layout of docs/contracts.md.  ``eval/scenes.json`` keeps every eval image's object boxes, from
 which ``crop_cut_fraction`` computes how many POPE / RefCOCO targets resize-crop loses.  Everything is a pure
@@ -393,6 +393,17 @@ def qa_tally(scene: Scene, rng: random.Random) -> QA:
 TALLY_LETTERS = "ABCDEFGHIJKLMNOP"
 
 
+def qa_color_presence(scene: Scene, rng: random.Random, positive: bool | None = None) -> QA | None:
+    """"Is there a <colour> object in the image?" (LRV-Instruct's attribute existence questions, positive or
+    negative): answerable from any patch of that colour, the skill the demo's tiny models learn in budget."""
+    present = sorted({o.color for o in scene.objects})
+    absent = [c for c in COLORS if c not in present]
+    positive = rng.random() < 0.5 if positive is None else positive
+    pool = present if (positive and present) or not absent else absent
+    return QA("color_presence", f"Is there a {rng.choice(pool)} object in the image?",
+              "yes" if pool is present else "no")
+
+
 def qa_presence_mixed(scene: Scene, rng: random.Random) -> QA | None:
     """Training presence questions: half the negatives hard (as LRV-Instruct's negative instructions)."""
     return qa_presence(scene, rng, hard=rng.random() < 0.5)
@@ -401,6 +412,7 @@ def qa_presence_mixed(scene: Scene, rng: random.Random) -> QA | None:
 QA_FAMILIES: dict[str, Callable[[Scene, random.Random], QA | None]] = {
     "presence": qa_presence, "count": qa_count, "color": qa_color, "shape": qa_shape, "word": qa_word,
     "box": qa_box, "relation": qa_relation, "choice": qa_choice, "unanswerable": qa_unanswerable, "tally": qa_tally,
+    "color_presence": qa_color_presence,
 }
 TRAIN_FAMILIES = {**QA_FAMILIES, "presence": qa_presence_mixed}
 # how often each family appears in instruct.json (words only where a scene has one)
@@ -500,13 +512,37 @@ def instruct_turns(scene: Scene, rng: random.Random, max_chars: int = MAX_CONVER
     return turns
 
 
+PRESENCE_PER_IMAGE = 3
+
+
+def presence_records(scene: Scene, name: str, rng: random.Random, k: int = PRESENCE_PER_IMAGE) -> list[dict]:
+    """``k`` one-question records of distinct colour-presence questions about one image, yes and no
+    alternating from a random start (one question per record: the tiny models learn the lookup faster from
+    single-turn records than from the same questions as turns of one conversation, bench/README.md)."""
+    out, asked, positive = [], set(), rng.random() < 0.5
+    for _ in range(4 * k):
+        if len(out) == k:
+            break
+        qa = qa_color_presence(scene, rng, positive)
+        if qa is None or qa.question in asked:
+            positive = not positive
+            continue
+        asked.add(qa.question)
+        turn = instruct_turn(qa, rng)
+        out.append({"id": f"presence-{name.split('.')[0]}-{len(out)}", "image": name,
+                    "conversations": conversation([turn], image=True)})
+        positive = not positive
+    return out
+
+
 def write_training(out: Path, size: int, seed: int, progress: bool = False) -> dict[str, int]:
-    """``images/``, ``align.json`` (one caption per image) and ``instruct.json`` (2-4 QA turns per image
-    plus size/10 language-only conversations)."""
+    """``images/``, ``align.json`` (one caption per image), ``instruct.json`` (2-4 QA turns per image plus
+    size/10 language-only conversations) and ``presence.json`` (``PRESENCE_PER_IMAGE`` colour-presence
+    questions per image, LRV-Instruct style; what conf/data/shapes-presence.yaml trains on)."""
     from tqdm import tqdm
 
-    rng = random.Random(f"{seed}/train")
-    align, instruct = [], []
+    rng, presence_rng = random.Random(f"{seed}/train"), random.Random(f"{seed}/presence")
+    align, instruct, presence = [], [], []
     for i in tqdm(range(size), desc="synth train", disable=not progress):
         scene = _train_scene(rng)
         name = f"{i:06d}.jpg"
@@ -515,12 +551,14 @@ def write_training(out: Path, size: int, seed: int, progress: bool = False) -> d
                       "conversations": conversation([(rng.choice(CAPTION_PROMPTS), caption(scene))], image=True)})
         turns = instruct_turns(scene, rng)
         instruct.append({"id": f"instruct-{i:06d}", "image": name, "conversations": conversation(turns, image=True)})
+        presence += presence_records(scene, name, presence_rng)
     for j in range(max(1, size // 10)):
         instruct.append({"id": f"text-{j:06d}", "conversations": conversation(language_only(rng), image=False)})
     random.Random(f"{seed}/order").shuffle(instruct)
     _dump(out / "align.json", align)
-    _dump(out / "instruct.json", instruct)
-    return {"images": size, "align.json": len(align), "instruct.json": len(instruct)}
+    _dump(out / "presence.json", presence)
+    _dump(out / "instruct.json", instruct)  # last: its presence marks a complete world (ensure_synthetic)
+    return {"images": size, "align.json": len(align), "instruct.json": len(instruct), "presence.json": len(presence)}
 
 
 def _dump(path: Path, obj: Any) -> None:

@@ -89,6 +89,11 @@ class VLM(nn.Module):
         text = embed(input_ids)
         B, L = input_ids.shape
         if pixels is None or has_image is None or not bool(has_image.any()):
+            if pixels is not None and self.training and torch.is_grad_enabled():
+                # an all-text training batch still passes one (blank) image through the image path with weight
+                # 0 (LLaVA's dummy-image trick): a projector-only stage gets a zero gradient instead of a loss
+                # without grad_fn, and every FSDP rank's backward covers the same parameters
+                text = text + 0.0 * self.embed_images(_select_rows(pixels, torch.zeros(1, dtype=torch.long))).sum()
             image_index = torch.full_like(input_ids, -1)
             return text, attention_mask, labels, merged_positions(attention_mask, image_index, None, "1d")
         has_image = has_image.to(text.device).bool()

@@ -10,6 +10,7 @@ import re
 from argparse import Namespace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -175,3 +176,26 @@ def test_world_round_trips_through_the_benchmark_loaders(world: Path) -> None:
         else:
             output = str(gold)
         assert bench.score(ex, output)["score"] > 0.5, (bid, output, gold)
+
+
+def _has_colour(img: Image.Image, rgb: tuple[int, int, int], min_pixels: int = 20) -> bool:
+    distance = np.abs(np.asarray(img, dtype=np.int32) - np.array(rgb)).sum(-1)
+    return int((distance < 60).sum()) >= min_pixels
+
+
+def test_presence_records_ask_about_colours_the_image_shows_or_lacks(world: Path) -> None:
+    rows = json.loads((world / "presence.json").read_text())
+    images = {r["image"] for r in rows}
+    assert len(images) == len(list((world / "images").glob("*.jpg")))  # every training image
+    answers = []
+    for r in rows:
+        (human, gpt) = r["conversations"]
+        assert human["from"] == "human" and gpt["from"] == "gpt"
+        colour = re.fullmatch(r"<image>\nIs there a (\w+) object in the image\?\nAnswer the question using a "
+                              r"single word or phrase\.", human["value"]).group(1)
+        img = Image.open(world / "images" / r["image"]).convert("RGB")
+        assert gpt["value"] == ("Yes" if _has_colour(img, COLORS[colour]) else "No"), (r["id"], colour)
+        answers.append(gpt["value"])
+    assert 0.4 < answers.count("Yes") / len(answers) < 0.6
+    per_image = [sum(r["image"] == i for r in rows) for i in sorted(images)]
+    assert set(per_image) == {3}

@@ -62,6 +62,28 @@ def test_forward_loss_is_mean_over_assistant_tokens(tiny_vlm):
     tiny_vlm.zero_grad()
 
 
+def test_all_text_batch_trains_a_projector_only_stage_with_zero_gradient(tiny_vlm):
+    """A cotraining batch with no image under a projector-only stage: backward works (no 'does not require
+    grad' error) and leaves the projector a zero gradient; the loss equals the text-only forward's."""
+    batch = collate(tiny_vlm, CONVS[1:] * 2, [RED, RED], [False, False])
+    trainable = {n: p.requires_grad for n, p in tiny_vlm.named_parameters()}
+    try:
+        for name, p in tiny_vlm.named_parameters():
+            p.requires_grad_(name.startswith("projector."))
+        tiny_vlm.train()
+        loss = tiny_vlm(batch)
+        loss.backward()
+        grads = [p.grad for p in tiny_vlm.projector.parameters()]
+        assert all(g is not None and not bool(g.any()) for g in grads)
+        tiny_vlm.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(loss.detach(), tiny_vlm(batch))
+    finally:
+        tiny_vlm.zero_grad(set_to_none=True)
+        for name, p in tiny_vlm.named_parameters():
+            p.requires_grad_(trainable[name])
+
+
 def test_batched_generate_equals_one_at_a_time(tiny_vlm):
     images = [RED, None, BLUE, RED]
     prompts = ["What colour is the shape?", "How many shapes are there in this picture?", "Where?", "Is it red?"]
