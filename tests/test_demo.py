@@ -1,4 +1,5 @@
-"""`ablate demo --size small`: the whole study end to end; Ctrl-C keeps finished runs, a re-run redoes none."""
+"""`ablate demo --size small`: the whole study end to end; Ctrl-C (or `kill`) keeps finished runs, a re-run
+redoes none."""
 
 from __future__ import annotations
 
@@ -19,8 +20,21 @@ def _done(out: Path) -> dict[str, float]:
     return {p.parent.name: p.stat().st_mtime for p in (out / "runs").glob("*/DONE")}
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (the local jobs run ``submitit`` on a folder under it)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if text.encode() in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
 @pytest.mark.slow
-def test_interrupted_demo_resumes_without_redoing_finished_runs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "kill"])
+def test_interrupted_demo_resumes_without_redoing_finished_runs(tmp_path: Path, interrupt: signal.Signals) -> None:
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "ablate.cli", "demo", "--size", "small", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -30,8 +44,12 @@ def test_interrupted_demo_resumes_without_redoing_finished_runs(tmp_path: Path) 
     while not _done(out) and time.monotonic() < deadline and first.poll() is None:
         time.sleep(1)
     assert _done(out), f"no run finished: {(tmp_path / 'first.log').read_text()[-3000:]}"
-    first.send_signal(signal.SIGINT)  # Ctrl-C
+    first.send_signal(interrupt)  # Ctrl-C, or `kill`: both cancel the local jobs
     assert first.wait(timeout=120) == 130
+    deadline = time.monotonic() + 60  # its local jobs were cancelled, not left training as orphans
+    while _processes_mentioning(str(out / "studies")) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert not _processes_mentioning(str(out / "studies"))
     finished = _done(out)
     manifest = json.loads((out / "studies" / "demo" / "manifest.json").read_text())
     total = len(manifest["runs"])
