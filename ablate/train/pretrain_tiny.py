@@ -181,6 +181,7 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
                  seed: int = 0, log: Callable[[str], None] = print) -> dict[str, float]:
     """Train the tiny LM of ``llm_cfg`` on scenes in words; ``save_pretrained`` it to ``out``; return the
     held-out answer-token accuracy and the accuracy on presence questions with hard negatives (binding)."""
+    from ablate.data.llava import Example, collate
     from ablate.models.llm import build_llm, build_tokenizer
     from ablate.models.prompts import IGNORE_INDEX, get_prompt_format, tokenize_conversation
 
@@ -189,18 +190,12 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
     tokenizer = build_tokenizer(llm_cfg)
     model = build_llm(llm_cfg, tokenizer)
     fmt = get_prompt_format(llm_cfg.prompt_format, tokenizer)
-    pad = int(tokenizer.pad_token_id)
+    max_length = int(llm_cfg.max_length)
 
     def sample(n: int) -> dict[str, Any]:
         rows = [tokenize_conversation(tokenizer, fmt, scene_in_words(_train_scene(rng), rng)) for _ in range(n)]
-        length = min(max(len(ids) for ids, _ in rows), int(llm_cfg.max_length))
-        out = {"input_ids": torch.full((n, length), pad), "labels": torch.full((n, length), IGNORE_INDEX),
-               "attention_mask": torch.zeros((n, length), dtype=torch.long)}
-        for r, (ids, labels) in enumerate(rows):
-            k = min(len(ids), length)
-            out["input_ids"][r, :k], out["labels"][r, :k] = torch.tensor(ids[:k]), torch.tensor(labels[:k])
-            out["attention_mask"][r, :k] = 1
-        return out
+        return collate([Example(f"words-{i}", torch.tensor(ids[:max_length]), torch.tensor(labels[:max_length]),
+                                None, False) for i, (ids, labels) in enumerate(rows)], int(tokenizer.pad_token_id))
 
     held_out = [sample(batch) for _ in range(8)]
     probe_rows = []  # POPE-style binding in words: the scene + a presence question with hard negatives
