@@ -212,7 +212,7 @@ def _open_clip_weights(b: Any) -> str:
 def build_open_clip(b: Any) -> Branch:
     import open_clip
 
-    if b.arch.startswith("tiny-"):
+    if is_tiny_arch(b.arch):
         model = open_clip.create_model(_register_tiny_open_clip(b), pretrained=None)
     elif b.pretrained or b.path:
         model = open_clip.create_model(b.arch, pretrained=_open_clip_weights(b))
@@ -242,7 +242,7 @@ def _build_hf(b: Any, family: str) -> Branch:
     import transformers
 
     config_cls, model_cls = (getattr(transformers, n) for n in _HF_FAMILIES[family])
-    if b.arch.startswith("tiny-"):
+    if is_tiny_arch(b.arch):
         config = config_cls(hidden_size=b.width, num_hidden_layers=b.depth, num_attention_heads=b.heads,
                             intermediate_size=int(b.width * b.mlp_ratio), image_size=b.image_size,
                             patch_size=b.patch_size)
@@ -347,8 +347,15 @@ def build_vision(vision_cfg: Any, *, load_weights: bool = True) -> VisionBackbon
     return VisionBackbone(branches, str(vision_cfg.id))
 
 
+def is_tiny_arch(arch: str) -> bool:
+    """Tiny archs are named ``tiny-*``: built at the backbone config's size, random-init or from a
+    ``weights_dir``, never looked up as real weights."""
+    return str(arch).startswith("tiny-")
+
+
 def is_tiny(b: Any) -> bool:
-    return str(b.arch).startswith("tiny-") or b.family == "patch-embed"
+    """A tiny branch: a tiny arch of any family, or the patch-embed stand-in."""
+    return is_tiny_arch(b.arch) or b.family == "patch-embed"
 
 
 def tiny_weights_file(b: Any, weights_dir: str | None) -> Path | None:
