@@ -29,10 +29,10 @@ CI_KINDS = ("percentile", "bca")
 MCNEMAR_EXACT_BELOW = 25
 DEFAULT_RESAMPLES = 2000
 # A resampled p-value cannot go below 2 / (B + 1); with B = 2000 that is 0.001, which a multiple-comparison
-# correction over ~100 tests turns into ~0.1, so no effect however large could come out significant. Rows that
-# no resample crosses get resampled again up to this many in all (p floor 2e-5, i.e. < 0.01 after Holm over
-# ~400 tests); the others keep their first B resamples.
-REFINE_RESAMPLES = 100_000
+# correction over ~100 tests turns into ~0.1, so no effect however large could come out significant. Below
+# that resolution (no resample reaches the smaller tail) the p-value is the normal tail of the resampling
+# distribution instead (``normal_tail_p``), which costs nothing; resampling on to 10^5 would cost hours at
+# 10^8 scores (bench/stats_scale.py), where many rows sit beyond 1 / B.
 CHUNK = 256  # resamples per matrix product (bounds memory: CHUNK x n_examples weights)
 # Random resampling runs its matrix products in float32 (twice BLAS's float64 speed). Integer-valued data
 # (0/1 accuracies, counts) stays exact below 2^24; soft scores carry ~1e-7 relative error, far below the
@@ -347,15 +347,21 @@ def _bca_bounds(diff: np.ndarray, boot: np.ndarray, observed: np.ndarray, alpha:
     return np.nan_to_num(levels, nan=0.5)
 
 
+def normal_tail_p(observed: np.ndarray, se: np.ndarray, floor: np.ndarray) -> np.ndarray:
+    """Two-sided normal tail 2 * Phi(-|observed| / se), capped at ``floor`` (the resampled p it replaces)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(observed) / se
+    return np.minimum(floor, np.where(se > 0, 2 * sps.norm.sf(z), floor))
+
+
 def bootstrap_rows(score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: int = DEFAULT_RESAMPLES,
-                   seed: int = 0, ci: str = "percentile", alpha: float = 0.05,
-                   max_resamples: int = REFINE_RESAMPLES) -> list[TestResult]:
+                   seed: int = 0, ci: str = "percentile", alpha: float = 0.05) -> list[TestResult]:
     """Paired bootstrap of the mean difference per row of (rows, examples) score matrices.
 
     CI: percentile or BCa (from the first ``n_resamples``). p-value: twice the smaller tail of the bootstrap
     distribution beyond 0, with +1 smoothing ((count + 1) / (B + 1)), i.e. the smallest alpha whose percentile
-    CI excludes 0; rows whose smaller tail is empty are resampled up to ``max_resamples`` in all (see
-    ``REFINE_RESAMPLES``), and ``extras["resamples"]`` says how many each row's p used.
+    CI excludes 0; rows whose smaller tail is empty get the normal tail with the bootstrap standard error
+    instead (``normal_tail_p``; ``extras["p_tail"]`` says which).
     """
     if ci not in CI_KINDS:
         raise ValueError(f"bootstrap: ci {ci!r} unknown; expected one of {CI_KINDS}")
@@ -371,28 +377,23 @@ def bootstrap_rows(score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: int
         lows, highs = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=1)
     le = (boot <= 0).sum(axis=1)
     ge = (boot >= 0).sum(axis=1)
-    total = np.full(len(diff), n_resamples)
-    floor = (np.minimum(le, ge) == 0) & ~np.all(diff == 0, axis=1)
-    if floor.any() and max_resamples > n_resamples:
-        more = _bootstrap_means(diff[floor], max_resamples - n_resamples, rng)
-        le[floor] += (more <= 0).sum(axis=1)
-        ge[floor] += (more >= 0).sum(axis=1)
-        total[floor] = max_resamples
-    p = np.minimum(1.0, 2 * (np.minimum(le, ge) + 1) / (total + 1))
+    p = np.minimum(1.0, 2 * (np.minimum(le, ge) + 1) / (n_resamples + 1))
+    beyond = (np.minimum(le, ge) == 0) & ~np.all(diff == 0, axis=1)
+    p = np.where(beyond, normal_tail_p(observed, boot.std(axis=1), p), p)
     p = np.where(np.all(diff == 0, axis=1), 1.0, p)
     return [TestResult(f"bootstrap-{ci}", float(o), float(pv), float(o), float(lo), float(hi), diff.shape[1],
-                       extras={"resamples": int(b), "seed": seed})
-            for o, pv, lo, hi, b in zip(observed, p, lows, highs, total, strict=True)]
+                       extras={"resamples": n_resamples, "seed": seed, "p_tail": "normal" if b else "resampled"})
+            for o, pv, lo, hi, b in zip(observed, p, lows, highs, beyond, strict=True)]
 
 
 def permutation_rows(score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: int = DEFAULT_RESAMPLES,
-                     seed: int = 0, alpha: float = 0.05, max_resamples: int = REFINE_RESAMPLES) -> list[TestResult]:
+                     seed: int = 0, alpha: float = 0.05) -> list[TestResult]:
     """Paired sign-flip permutation test of the mean difference per row.
 
     Exact (all 2^n sign vectors) when 2^n <= n_resamples, else random signs shared by every row. The
     two-sided p-value is twice the smaller one-sided p, capped at 1 (scipy.stats.permutation_test's
-    definition); random resampling adds 1 to count and total, and rows that no random sign vector reaches
-    get more, up to ``max_resamples`` in all (see ``REFINE_RESAMPLES``).
+    definition); random resampling adds 1 to count and total, and rows that no random sign vector reaches get
+    the normal tail of the sign-flip distribution (mean 0, variance sum(d^2) / n^2) instead.
     """
     diff = np.atleast_2d(np.asarray(score_a, dtype=float)) - np.atleast_2d(np.asarray(score_b, dtype=float))
     rows, n = diff.shape
@@ -410,34 +411,27 @@ def permutation_rows(score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: i
     else:
         total = n_resamples
         chunks = [None] * math.ceil(n_resamples / CHUNK)
-    def tails(sel: np.ndarray, chunks: list[Any], count: int) -> None:
-        done = 0
-        for chunk in chunks:
-            if chunk is None:
-                k = min(CHUNK, count - done)
-                chunk = 1 - 2 * rng.integers(0, 2, size=(k, n), dtype=np.int8)
-            stats_ = lhs[sel] @ chunk.T.astype(lhs.dtype) / n
-            le[sel] += (stats_ <= observed[sel, None] + tol[sel, None]).sum(axis=1)
-            ge[sel] += (stats_ >= observed[sel, None] - tol[sel, None]).sum(axis=1)
-            done += chunk.shape[0]
-
-    every = np.ones(rows, dtype=bool)
-    tails(every, chunks, total)
-    totals = np.full(rows, total)
-    floor = (np.minimum(le, ge) == 0) & ~np.all(diff == 0, axis=1)
-    if not exact and floor.any() and max_resamples > total:
-        extra = max_resamples - total
-        tails(floor, [None] * math.ceil(extra / CHUNK), extra)
-        totals[floor] = max_resamples
+    done = 0
+    for chunk in chunks:
+        if chunk is None:
+            k = min(CHUNK, n_resamples - done)
+            chunk = 1 - 2 * rng.integers(0, 2, size=(k, n), dtype=np.int8)
+        stats_ = lhs @ chunk.T.astype(lhs.dtype) / n
+        le += (stats_ <= observed[:, None] + tol[:, None]).sum(axis=1)
+        ge += (stats_ >= observed[:, None] - tol[:, None]).sum(axis=1)
+        done += chunk.shape[0]
     adj = 0 if exact else 1
-    p_less = (le + adj) / (totals + adj)
-    p_greater = (ge + adj) / (totals + adj)
+    p_less = (le + adj) / (total + adj)
+    p_greater = (ge + adj) / (total + adj)
     p = np.minimum(1.0, 2 * np.minimum(p_less, p_greater))
+    beyond = (np.minimum(le, ge) == 0) & ~np.all(diff == 0, axis=1) & (not exact)
+    p = np.where(beyond, normal_tail_p(observed, np.sqrt((diff**2).sum(axis=1)) / n, p), p)
     out = []
-    for o, pv, row, b in zip(observed, p, diff, totals, strict=True):
+    for o, pv, row, b in zip(observed, p, diff, beyond, strict=True):
         _, lo, hi = t_interval(row, alpha)
         out.append(TestResult("permutation-exact" if exact else "permutation", float(o), float(pv), float(o),
-                              lo, hi, n, extras={"resamples": int(b), "seed": seed}))
+                              lo, hi, n, extras={"resamples": total, "seed": seed,
+                                                 "p_tail": "normal" if b else "resampled"}))
     return out
 
 

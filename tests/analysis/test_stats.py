@@ -155,10 +155,10 @@ def test_bootstrap_is_seeded():
 
 
 @pytest.mark.parametrize("method", ["bootstrap", "permutation"])
-def test_resampled_p_goes_below_its_first_floor_only_for_rows_no_resample_crosses(method):
-    """Row 0: a large effect (0.15 on 3,000 paired 0/1 scores, z ~ 11) that none of the first 2,000 resamples
-    crosses: resampled to 20,000 so its p is 2/20,001, not the 2/2,001 floor that Holm over 126 tests turns into
-    0.126.  Row 1: a small effect; it keeps its first 2,000 resamples and the same p as without refinement."""
+def test_resampled_p_below_its_resolution_is_the_normal_tail(method):
+    """Row 0: a large effect (0.15 on 3,000 paired 0/1 scores, z ~ 11) that none of the 2,000 resamples
+    crosses: its p is the normal tail (~1e-27), not the 2/2,001 floor that Holm over 126 tests turns into
+    0.126.  Row 1: a small effect keeps its resampled p."""
     rng = np.random.default_rng(11)
     base = rng.binomial(1, 0.6, (2, 3000)).astype(float)
     alt = base.copy()
@@ -166,12 +166,14 @@ def test_resampled_p_goes_below_its_first_floor_only_for_rows_no_resample_crosse
     alt[1, rng.choice(np.flatnonzero(base[1] == 1), 30, replace=False)] = 0.0
     alt[1, rng.choice(np.flatnonzero(base[1] == 0), 25, replace=False)] = 1.0
     test = stats.bootstrap_rows if method == "bootstrap" else stats.permutation_rows
-    strong, weak = test(alt, base, n_resamples=2000, seed=3, max_resamples=20_000)
-    assert strong.pvalue == pytest.approx(2 / 20_001) and strong.extras["resamples"] == 20_000
-    assert weak.extras["resamples"] == 2000
-    unrefined = test(alt, base, n_resamples=2000, seed=3, max_resamples=2000)
-    assert unrefined[0].pvalue == pytest.approx(2 / 2001)  # the floor it had before
-    assert weak.pvalue == unrefined[1].pvalue > 0.05
+    strong, weak = test(alt, base, n_resamples=2000, seed=3)
+    d = alt[0] - base[0]
+    se = math.sqrt((d**2).sum()) / d.size if method == "permutation" else d.std() / math.sqrt(d.size)
+    z = sps.norm.isf(strong.pvalue / 2)
+    assert strong.extras["p_tail"] == "normal" and strong.pvalue < 1e-20
+    assert z == pytest.approx(abs(d.mean()) / se, rel=0.05 if method == "bootstrap" else 1e-9)
+    assert weak.extras["p_tail"] == "resampled" and weak.pvalue > 0.05
+    assert (weak.pvalue * 2001 / 2) % 1 == pytest.approx(0, abs=1e-6)  # a resampled count: (k + 1) * 2 / 2001
 
 
 # ---------------------------------------------------------------------------------------- permutation
