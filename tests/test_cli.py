@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 ABLATE = [sys.executable, "-m", "ablate.cli"]
@@ -20,8 +21,11 @@ def test_dry_run_lists_points_and_count() -> None:
     out = run("sweep", "sweeps/demo.yaml", "--dry-run")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[-1] == "14 design points, 14 unique runs"
-    assert sum(1 for ln in lines if ln.startswith(("baseline", "image=", "recipe=", "vision=", "projector="))) == 0
+    study = yaml.safe_load((ROOT / "sweeps" / "demo.yaml").read_text())
+    points = 1 + sum(len(str(levels).split(",")) - 1 for levels in study["axes"].values())  # one at a time
+    n = points * len(study["seeds"])
+    assert n == 16 and lines[-1] == f"{n} design points, {n} unique runs"
+    assert sum(1 for ln in lines if ln.startswith(("baseline", *(f"{axis}=" for axis in study["axes"])))) == 0
     assert sum(1 for ln in lines if " baseline " in ln) == 2  # two seeds
 
 

@@ -366,8 +366,11 @@ def test_real_body_requeued_mid_training_ends_with_uninterrupted_parameters(
     monkeypatch.delenv("ABLATE_JOB_BODY")
     write_world(workspace / "data" / "shapes", 32, 0)
     study = write_study(workspace / "rqreal.yaml", "rqreal")
+    # long enough (~10 s at ~30 ms per step with a checkpoint each) that the signals surely land mid-training:
+    # at 14 steps the whole run took 0.5 s on a quiet machine and ended before SIGTERM reached it
+    steps = 240
     size = ["data.synthetic.size=32", "train.finetune.global_batch=2", "train.finetune.per_device_batch=2",
-            "train.max_steps=14", "runtime.checkpoint_every=1", "eval.limit=2",
+            "train.epochs=15", f"train.max_steps={steps}", "runtime.checkpoint_every=1", "eval.limit=2",
             "eval.max_new_tokens=2", "eval.benchmarks=[pope]", "runtime.progress=false"]
     rc, out = sweep(capsys, str(study), "--launcher", "slurm", *SLURM_SMALL, *size)
     assert rc == 0, out
@@ -394,8 +397,8 @@ def test_real_body_requeued_mid_training_ends_with_uninterrupted_parameters(
     assert rc == 0 and summary(out) == "rqreal: 1 done of 1 runs", f"{out}\n{report()}"
     attempts = [json.loads(line) for line in (run_dir / "attempts.jsonl").read_text().splitlines()]
     assert [a["restart_count"] for a in attempts] == [0, 1]
-    steps = [json.loads(line)["step"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
-    assert steps.count(1) == 1 and sorted(set(steps)) == list(range(1, 15)), f"resumed, not restarted: {steps}"
+    logged = [json.loads(line)["step"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert logged.count(1) == 1 and sorted(set(logged)) == list(range(1, steps + 1)), f"resumed, not restarted: {logged}"
 
     from omegaconf import OmegaConf
 
