@@ -33,7 +33,7 @@ SIZES: dict[str, dict[str, Any]] = {
 def demo_overrides(out: Path, size: str) -> list[str]:
     """Overrides that put data, runs and tracking under `out`, start every point from the pretrained tiny
     components in `out/pretrained` (as Prismatic starts from pretrained backbones), and size the study."""
-    data = out / "data" / f"shapes-{SIZES[size]['world']}"
+    data = world_dir(out, size)
     pretrained = pretrained_dir(out, size)
     return [
         f"data.root={data}", f"data.synthetic.size={SIZES[size]['world']}", f"eval.root={data / 'eval'}",
@@ -50,6 +50,11 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def pretrained_dir(out: Path, size: str) -> Path:
     return out / f"pretrained-{size}"
+
+
+def world_dir(out: Path, size: str) -> Path:
+    """Where the demo of ``size`` keeps its shapes world."""
+    return out / "data" / f"shapes-{SIZES[size]['world']}"
 
 
 def ensure_demo_pretrained(points: list[Any], out: Path, size: str) -> Path:

@@ -378,9 +378,9 @@ def bootstrap_rows(score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: int
     le = (boot <= 0).sum(axis=1)
     ge = (boot >= 0).sum(axis=1)
     p = np.minimum(1.0, 2 * (np.minimum(le, ge) + 1) / (n_resamples + 1))
-    beyond = (np.minimum(le, ge) == 0) & ~np.all(diff == 0, axis=1)
-    p = np.where(beyond, normal_tail_p(observed, boot.std(axis=1), p), p)
-    p = np.where(np.all(diff == 0, axis=1), 1.0, p)
+    zero = np.all(diff == 0, axis=1)
+    beyond = (np.minimum(le, ge) == 0) & ~zero
+    p = np.where(zero, 1.0, np.where(beyond, normal_tail_p(observed, boot.std(axis=1), p), p))
     return [TestResult(f"bootstrap-{ci}", float(o), float(pv), float(o), float(lo), float(hi), diff.shape[1],
                        extras={"resamples": n_resamples, "seed": seed, "p_tail": "normal" if b else "resampled"})
             for o, pv, lo, hi, b in zip(observed, p, lows, highs, beyond, strict=True)]
@@ -424,7 +424,7 @@ def permutation_rows(score_a: np.ndarray, score_b: np.ndarray, *, n_resamples: i
     p_less = (le + adj) / (total + adj)
     p_greater = (ge + adj) / (total + adj)
     p = np.minimum(1.0, 2 * np.minimum(p_less, p_greater))
-    beyond = (np.minimum(le, ge) == 0) & ~np.all(diff == 0, axis=1) & (not exact)
+    beyond = np.minimum(le, ge) == 0  # never when exact: the identity sign vector reaches both tails
     p = np.where(beyond, normal_tail_p(observed, np.sqrt((diff**2).sum(axis=1)) / n, p), p)
     out = []
     for o, pv, row, b in zip(observed, p, diff, beyond, strict=True):

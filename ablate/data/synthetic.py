@@ -393,7 +393,7 @@ def qa_tally(scene: Scene, rng: random.Random) -> QA:
 TALLY_LETTERS = "ABCDEFGHIJKLMNOP"
 
 
-def qa_color_presence(scene: Scene, rng: random.Random, positive: bool | None = None) -> QA | None:
+def qa_color_presence(scene: Scene, rng: random.Random, positive: bool | None = None) -> QA:
     """"Is there a <colour> object in the image?" (LRV-Instruct's attribute existence questions, positive or
     negative): answerable from any patch of that colour, the skill the demo's tiny models learn in budget."""
     present = sorted({o.color for o in scene.objects})
@@ -524,7 +524,7 @@ def presence_records(scene: Scene, name: str, rng: random.Random, k: int = PRESE
         if len(out) == k:
             break
         qa = qa_color_presence(scene, rng, positive)
-        if qa is None or qa.question in asked:
+        if qa.question in asked:
             positive = not positive
             continue
         asked.add(qa.question)

@@ -93,7 +93,7 @@ class VLM(nn.Module):
                 # an all-text training batch still passes one (blank) image through the image path with weight
                 # 0 (LLaVA's dummy-image trick): a projector-only stage gets a zero gradient instead of a loss
                 # without grad_fn, and every FSDP rank's backward covers the same parameters
-                text = text + 0.0 * self.embed_images(_select_rows(pixels, torch.zeros(1, dtype=torch.long))).sum()
+                text = text + 0.0 * self.embed_images(_select_rows(pixels, torch.zeros(1, dtype=torch.long, device=text.device))).sum()
             image_index = torch.full_like(input_ids, -1)
             return text, attention_mask, labels, merged_positions(attention_mask, image_index, None, "1d")
         has_image = has_image.to(text.device).bool()

@@ -187,13 +187,15 @@ def test_presence_records_ask_about_colours_the_image_shows_or_lacks(world: Path
     rows = json.loads((world / "presence.json").read_text())
     images = {r["image"] for r in rows}
     assert len(images) == len(list((world / "images").glob("*.jpg")))  # every training image
-    answers = []
+    answers, pictures = [], {}
     for r in rows:
         (human, gpt) = r["conversations"]
         assert human["from"] == "human" and gpt["from"] == "gpt"
         colour = re.fullmatch(r"<image>\nIs there a (\w+) object in the image\?\nAnswer the question using a "
                               r"single word or phrase\.", human["value"]).group(1)
-        img = Image.open(world / "images" / r["image"]).convert("RGB")
+        if r["image"] not in pictures:  # three questions per image: decode it once
+            pictures[r["image"]] = Image.open(world / "images" / r["image"]).convert("RGB")
+        img = pictures[r["image"]]
         assert gpt["value"] == ("Yes" if _has_colour(img, COLORS[colour]) else "No"), (r["id"], colour)
         answers.append(gpt["value"])
     assert 0.4 < answers.count("Yes") / len(answers) < 0.6
