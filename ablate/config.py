@@ -50,6 +50,9 @@ class BackboneConfig:
     # which block's output is used: -2 = second-to-last (Prismatic); CLS/register tokens are dropped.
     feature_layer: int = -2
     num_prefix_tokens: int = 1  # CLS (+ registers) tokens to drop
+    # the MLP activation the weights were trained with: quick_gelu (OpenAI CLIP), gelu (exact), gelu_tanh
+    # (SigLIP); built as configured, never inferred from the arch name (docs/fidelity.md)
+    activation: str = "gelu"
 
 
 @dataclass
@@ -80,6 +83,26 @@ class ProjectorConfig:
 
 # -------------------------------------------------------------------------------------------------- llm
 @dataclass
+class LLMSpec:
+    """The architecture of a named LM as data (HF config names): enough to build it on the meta device with no
+    weights or tokenizer, and checked against the config of the weights when they load."""
+
+    model_type: str = MISSING  # HF model_type: llama | mistral | phi | ...
+    hidden_size: int = MISSING
+    intermediate_size: int = MISSING
+    num_hidden_layers: int = MISSING
+    num_attention_heads: int = MISSING
+    num_key_value_heads: int = MISSING
+    vocab_size: int = MISSING  # rows of the shipped embedding (before PAD is added and the multiple-of-64 resize)
+    tokenizer_size: int | None = None  # len() of the shipped tokenizer where it differs from vocab_size (Phi-2)
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = MISSING
+    weights_dtype: str = MISSING  # the dtype the checkpoint ships in: float16 | bfloat16 | float32
+    tie_word_embeddings: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)  # other HF config keys of the family (eps, act, ...)
+
+
+@dataclass
 class LLMConfig:
     id: str = MISSING
     family: str = "llama"  # llama | mistral | phi | qwen2 ...: HF model_type of the causal LM
@@ -89,6 +112,11 @@ class LLMConfig:
     chat: bool = False  # instruction-tuned (chat) LM vs base LM: a readable axis level
     # random init from this HF config (tiny test LMs); None = load weights from path/hf_id
     random_init: dict[str, Any] | None = None
+    # the architecture of the weights behind hf_id/path (required for real LMs; tiny LMs: random_init)
+    spec: LLMSpec | None = None
+    # PAD token added to the tokenizer (as Prismatic: "<PAD>" for Llama/Mistral, "<|pad|>" for Phi-2, always);
+    # None = add "<pad>" only when the tokenizer has none
+    pad_token: str | None = None
     tokenizer: str | None = None  # "synthetic-bpe" builds a byte-level BPE in-process; None = from weights
     image_positions: str = "1d"  # 1d | rope-2d (2-D rotary positions for image patches)
     max_length: int = 2048
@@ -138,6 +166,8 @@ class StageHParams:
     epochs: float | None = None  # None = train.epochs
     warmup_ratio: float = 0.03
     max_grad_norm: float = 1.0
+    # Prismatic's {align,finetune}_max_steps: the stage's step budget and schedule length (overrides epochs)
+    max_steps: int | None = None
 
 
 @dataclass
@@ -167,6 +197,7 @@ class EvalConfig:
     closed_set: str = "prob"  # prob (option probabilities, as Prismatic) | generate (generate + parse)
     max_new_tokens: int = 128
     batch_size: int = 16
+    precision: str = "bf16"  # bf16 (Prismatic evaluates under bf16 autocast) | fp32; master weights stay fp32
 
 
 # ------------------------------------------------------------------------------------- launcher/tracking
@@ -240,7 +271,9 @@ def register_configs() -> None:
 IMAGE_IDS = ("resize-naive", "letterbox", "resize-crop")
 PROJECTOR_IDS = ("linear", "mlp", "fused-mlp", "perceiver", "qformer")
 RESAMPLERS = ("perceiver", "qformer")
-PROMPT_FORMATS = ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct", "tokenizer")
+PROMPT_FORMATS = ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct", "phi-2", "tokenizer")
+ACTIVATIONS = ("gelu", "quick_gelu", "gelu_tanh", "none")
+WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
 IMAGE_POSITIONS = ("1d", "rope-2d")
 ROPE_2D_FAMILIES = ("llama", "mistral", "qwen2")
 STAGE_NAMES = ("align", "finetune", "full-finetune")
@@ -278,6 +311,7 @@ def validate(cfg: Any) -> None:
     grids = set()
     for i, b in enumerate(v.backbones):
         _allowed(f"vision.backbones[{i}].family", b.family, BACKBONE_FAMILIES)
+        _allowed(f"vision.backbones[{i}].activation", b.activation, ACTIVATIONS)
         _check(b.image_size == v.image_size, f"vision.backbones[{i}].image_size", b.image_size,
                f"{v.image_size} (the backbone's resolution vision.image_size; {v.id} supports only that)")
         grids.add(v.image_size // b.patch_size)
@@ -307,6 +341,10 @@ def validate(cfg: Any) -> None:
                f"a projector that keeps the patch grid, got projector={p.id}")
     _check(llm.path is not None or llm.hf_id is not None or llm.random_init is not None, "llm", llm.id,
            "one of llm.path, llm.hf_id or llm.random_init")
+    _check(llm.random_init is not None or llm.spec is not None or llm.path is not None, "llm.spec", None,
+           f"the architecture of llm={llm.id} (conf/llm/*.yaml spec:, checked against its weights)")
+    if llm.spec is not None:
+        _allowed("llm.spec.weights_dtype", llm.spec.weights_dtype, WEIGHT_DTYPES)
 
     stages = cfg.recipe.stages
     _check(len(stages) >= 1, "recipe.stages", list(stages), "at least one stage")
@@ -335,6 +373,8 @@ def validate(cfg: Any) -> None:
         _check(h.global_batch % h.per_device_batch == 0, f"train.{name}.global_batch", h.global_batch,
                f"a multiple of train.{name}.per_device_batch={h.per_device_batch}")
     _allowed("train.precision", t.precision, ("bf16", "fp32"))
+    _allowed("train.frozen_vision_dtype", t.frozen_vision_dtype, ("bf16", "fp32"))
+    _allowed("eval.precision", cfg.eval.precision, ("bf16", "fp32"))
     _allowed("train.sharding", t.sharding, ("full", "grad-op", "none"))
     _allowed("data.on_bad_example", cfg.data.on_bad_example, ("skip", "fail"))
     _allowed("eval.closed_set", cfg.eval.closed_set, ("prob", "generate"))

@@ -7,7 +7,8 @@ validates every record and, per ``on_bad_example``, raises ``BadDataError`` nami
 and the problem (``fail``) or skips and counts it in ``DataStats`` (``skip``).  Malformed JSON always fails
 with the file, line and column.  ``LlavaDataset`` tokenizes through the LLM's prompt format
 (``ablate.models.prompts``: labels are -100 except on assistant replies), truncates over-long sequences
-(counted), and loads images lazily (corrupt images are skipped and counted, or fail).  ``collate`` pads a
+(counted; an align-stage dataset formats each record as Prismatic's ``AlignDataset``: BOS + caption + EOS,
+the human prompt discarded, every token after BOS a target), and loads images lazily (corrupt images are skipped and counted, or fail).  ``collate`` pads a
 batch into the dict ``VLM.forward`` takes (docs/contracts.md).  ``ModalityLengthSampler`` gives every rank
 its share of all-image / all-text global batches, length-balanced across ranks, in an order fixed by the
 seed and epoch, resumable mid-epoch from a saved position.  Nothing is dropped silently.
@@ -202,8 +203,9 @@ class LlavaDataset:
 
     def __init__(self, records: Sequence[Record], tokenizer: Any, prompt_format: Any,
                  image_transform: Callable[[Image.Image], Any], *, max_length: int,
-                 on_bad_example: str = "skip", stats: DataStats | None = None) -> None:
+                 on_bad_example: str = "skip", stats: DataStats | None = None, align: bool = False) -> None:
         self.records = list(records)
+        self.align = align
         self.tokenizer = tokenizer
         self.prompt_format = prompt_format
         self.image_transform = image_transform
@@ -225,10 +227,14 @@ class LlavaDataset:
         return [r.has_image for r in self.records]
 
     def tokenize(self, record: Record) -> tuple[list[int], list[int]]:
-        """``(input_ids, labels)`` via the prompt format, truncated to ``max_length`` (counted)."""
+        """``(input_ids, labels)`` via the prompt format (align: :func:`tokenize_caption`), truncated to
+        ``max_length`` (counted)."""
         from ablate.models.prompts import tokenize_conversation
 
-        input_ids, labels = tokenize_conversation(self.tokenizer, self.prompt_format, record.conversation)
+        if self.align:
+            input_ids, labels = tokenize_caption(self.tokenizer, record.conversation)
+        else:
+            input_ids, labels = tokenize_conversation(self.tokenizer, self.prompt_format, record.conversation)
         if len(input_ids) > self.max_length:
             self.stats.truncated_ids.add(record.example_id)
             input_ids, labels = input_ids[: self.max_length], labels[: self.max_length]
@@ -272,6 +278,16 @@ class LlavaDataset:
             return None
         return Example(record.example_id, torch.tensor(input_ids), torch.tensor(labels), pixels,
                        record.has_image)
+
+
+def tokenize_caption(tokenizer: Any, conversation: Sequence[tuple[str, str]]) -> tuple[list[int], list[int]]:
+    """Prismatic's align-stage example (``AlignDataset``, following LLaVA's code): the human prompt is discarded
+    and the model predicts the caption (the last assistant turn, stripped) from the image: ids = BOS + caption
+    + EOS, labels = the same with BOS ignored (the image slots go right after BOS)."""
+    caption = next(text for role, text in reversed(conversation) if role == "assistant").strip()
+    ids = tokenizer(caption + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+    return bos + ids, [IGNORE_INDEX] * len(bos) + ids
 
 
 def _stack(pixels: list[Any]) -> torch.Tensor | dict[str, torch.Tensor]:

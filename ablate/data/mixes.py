@@ -120,7 +120,7 @@ def build_dataset(cfg: Any, stage_data: str, tokenizer: Any, prompt_format: Any,
     """``build_mix`` + tokenization: the dataset a training stage iterates."""
     mix = build_mix(cfg, stage_data, stats=stats)
     return LlavaDataset(mix.records, tokenizer, prompt_format, image_transform, max_length=cfg.llm.max_length,
-                        on_bad_example=cfg.data.on_bad_example, stats=mix.stats)
+                        on_bad_example=cfg.data.on_bad_example, stats=mix.stats, align=stage_data == "align")
 
 
 def steps_for(n_examples: int, global_batch: int, epochs: float, *, max_steps: int | None = None) -> int:

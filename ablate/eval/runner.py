@@ -136,6 +136,8 @@ def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
     benches = [get_benchmark(b, ev.root, closed_set_mode=ev.closed_set) for b in ids]
     if hasattr(model, "eval"):
         model.eval()
+    if hasattr(model, "inference_precision"):  # eval.precision: bf16 autocast (Prismatic) or fp32
+        model.inference_precision = str(cfg.eval.get("precision") or "bf16")
     scores: dict[str, dict[str, float]] = {}
     for bench in benches:
         t0 = time.perf_counter()

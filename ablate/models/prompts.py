@@ -6,14 +6,20 @@ segment, so the loss mask covers exactly the assistant replies (and their end-of
 system prompt, the user turns or the role tags.  ``generation_prompt(message)`` renders one user message
 ready for the assistant's reply (generation and option scoring).
 
-The wrap strings reproduce Prismatic's prompt builders (``prismatic/models/backbones/llm/prompting``):
+The rendered text is byte-identical to Prismatic's prompt builders (``prismatic/models/backbones/llm/
+prompting``, ``get_prompt()`` after every turn; tests/models/test_prompts_llm.py holds each literal string):
 ``base`` = ``In: {msg}\\nOut: {resp}</s>``, ``vicuna-v1.5`` = LLaVA system prompt + ``USER: … ASSISTANT: …``,
-``llama-2-chat`` = ``[INST] <<SYS>>…<</SYS>> … [/INST]``, ``mistral-instruct`` = ``[INST] … [/INST]``, and
-``tokenizer`` = the tokenizer's own chat template.  The space between a role tag and the reply belongs to
-the reply segment (`` red</s>``), so the prompt tokens seen in training are exactly those ``generate`` feeds
-(Prismatic's ``rstrip`` of the generation prompt otherwise mismatches its training tokens).  BOS is not
-part of any segment: ``tokenize_conversation`` prepends the tokenizer's BOS id.  ``<image>`` markers are
-stripped from messages (the image tokens are inserted by the VLM, right after BOS).
+``llama-2-chat`` = ``[INST] <<SYS>\\n{sys}\\n<</SYS>>\\n\\n{msg} [/INST] {resp}</s>`` (Prismatic's single ``>``
+and its own system prompt), ``mistral-instruct`` = ``[INST] … [/INST]``, ``phi-2`` = ``Input: {msg}\\nOutput:
+{resp}\\n<|endoftext|>`` (BOS ``<|endoftext|>`` first), and ``tokenizer`` = the tokenizer's own chat template.
+For the Llama-tokenizer formats Prismatic tokenizes each turn ``rstrip``-ed, so the space after a role tag
+belongs to the reply segment (`` red</s>``); Phi-2's tokenizer is not stripped, so its ``Output: `` keeps the
+space and the reply starts without one.  ``generation_prompt`` is Prismatic's ``get_potential_prompt``
+(``rstrip``-ed), and ``option_prefix`` what Prismatic's option scoring puts before an option (a space for the
+Llama family, whose SentencePiece adds one; none for Phi-2, which scores ``Yes`` right after ``Output:``).
+BOS is not part of any segment: ``tokenize_conversation`` prepends the tokenizer's BOS id (for Phi-2 that is
+Prismatic's textual ``<|endoftext|>``).  ``<image>`` markers are stripped from messages (the image tokens are
+inserted by the VLM, right after BOS).
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class WrapFormat:
     user: str
     assistant: str
     eos: str = "</s>"
+    option_prefix: str = " "
 
     def render(self, conversation: Conversation) -> Segments:
         _check_roles(conversation)
@@ -75,8 +82,8 @@ class WrapFormat:
         return segments
 
     def generation_prompt(self, message: str) -> str:
-        """One user message, ready for the assistant's reply."""
-        return self.first_user.format(msg=clean_message(message))
+        """One user message, ready for the assistant's reply (Prismatic's ``get_potential_prompt``)."""
+        return self.first_user.format(msg=clean_message(message)).rstrip()
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ class ChatTemplateFormat:
 
     name: str
     tokenizer: Any
+    option_prefix: str = ""  # a template's reply starts right after its assistant header
 
     def _apply(self, messages: list[dict[str, str]], add_generation_prompt: bool) -> str:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False,
@@ -114,18 +122,22 @@ class ChatTemplateFormat:
 PromptFormat = WrapFormat | ChatTemplateFormat
 
 
-def _wrap_builder(name: str, first_user: str, user: str, assistant: str = " {msg}{eos}") -> None:
+def _wrap_builder(name: str, first_user: str, user: str, assistant: str = " {msg}{eos}", *,
+                  eos: str | None = None, option_prefix: str = " ") -> None:
     @PROMPT_FORMATS.register(name)
     def build(tokenizer: Any = None) -> WrapFormat:
-        eos = getattr(tokenizer, "eos_token", None) or "</s>"
-        return WrapFormat(name, first_user, user, assistant, eos)
+        end = eos or getattr(tokenizer, "eos_token", None) or "</s>"
+        return WrapFormat(name, first_user, user, assistant, end, option_prefix)
 
 
 _wrap_builder("base", "In: {msg}\nOut:", "In: {msg}\nOut:")
 _wrap_builder("vicuna-v1.5", LLAVA_SYSTEM_PROMPT + " USER: {msg} ASSISTANT:", "USER: {msg} ASSISTANT:")
-_wrap_builder("llama-2-chat", "[INST] <<SYS>>\n" + LLAMA2_SYSTEM_PROMPT + "\n<</SYS>>\n\n{msg} [/INST]",
+# Prismatic's format_system_prompt writes "<<SYS>\n" (one '>'); the paper's Llama-2-chat models trained on it
+_wrap_builder("llama-2-chat", "[INST] <<SYS>\n" + LLAMA2_SYSTEM_PROMPT + "\n<</SYS>>\n\n{msg} [/INST]",
               "[INST] {msg} [/INST]")
 _wrap_builder("mistral-instruct", "[INST] {msg} [/INST]", "[INST] {msg} [/INST]")
+_wrap_builder("phi-2", "Input: {msg}\nOutput: ", "Input: {msg}\nOutput: ", "{msg}\n{eos}", eos="<|endoftext|>",
+              option_prefix="")
 
 
 @PROMPT_FORMATS.register("tokenizer")

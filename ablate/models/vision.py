@@ -11,6 +11,11 @@ away so they cost nothing and get no gradients.  Families are registered by stri
 - ``hf-clip`` / ``hf-siglip`` / ``hf-dinov2``: transformers vision models (``hidden_states[feature_layer]``).
 - ``patch-embed``: Fuyu-style linear embedding of raw pixel patches plus learned positions.
 
+Each branch is built with the MLP activation its config names (``activation``: ``quick_gelu`` for OpenAI CLIP,
+as Prismatic forces it; never inferred from the arch name), and the built module is measured (width, depth,
+heads, patch, resolution, activation: ``Branch.facts``) and checked against the config: a mismatch (wrong
+weights behind an ID, a stale config) is a one-line :class:`SpecMismatchError` naming the ID, the field and
+both values.  Building under ``torch.device("meta")`` allocates nothing (``ablate describe``).
 Nothing is downloaded: absent weights raise :class:`WeightsNotFoundError` naming what was looked for, where.
 A fused backbone feeds each branch its own normalized input (a dict branch name -> tensor) and concatenates
 per-patch features; branches with different patch grids are rejected when the backbone is built.
@@ -31,10 +36,31 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ablate.models.llm import WeightsNotFoundError
+from ablate.models.llm import SpecMismatchError, WeightsNotFoundError
 from ablate.models.registry import VISION_FAMILIES
 
-__all__ = ["VisionBackbone", "build_vision", "branch_names", "WeightsNotFoundError"]
+__all__ = ["VisionBackbone", "build_vision", "branch_names", "WeightsNotFoundError", "SpecMismatchError"]
+
+# activation module class names -> config activation ids (torch, open_clip, timm and transformers classes)
+_ACTIVATION_CLASSES = {"QuickGELU": "quick_gelu", "QuickGELUActivation": "quick_gelu", "GELUTanh": "gelu_tanh",
+                       "PytorchGELUTanh": "gelu_tanh", "GELUPytorchTanh": "gelu_tanh", "GELUActivation": "gelu",
+                       "GELU": "gelu"}
+# activation ids -> transformers hidden_act names
+_HF_ACTS = {"gelu": "gelu", "quick_gelu": "quick_gelu", "gelu_tanh": "gelu_pytorch_tanh"}
+
+
+def module_activation(module: nn.Module) -> str:
+    """The first activation module inside ``module`` as a config id (``none`` when it has none)."""
+    for m in module.modules():
+        if isinstance(m, nn.GELU):
+            return "gelu_tanh" if m.approximate == "tanh" else "gelu"
+        if type(m).__name__ in _ACTIVATION_CLASSES:
+            return _ACTIVATION_CLASSES[type(m).__name__]
+    return "none"
+
+
+def _default_device() -> torch.device:
+    return torch.get_default_device() if hasattr(torch, "get_default_device") else torch.device("cpu")
 
 
 def branch_names(vision_cfg: Any) -> list[str]:
@@ -61,13 +87,16 @@ def block_index(depth: int, feature_layer: int) -> int:
 class Branch(nn.Module):
     """One ViT branch: ``forward(pixels (B,3,S,S)) -> (B, L, D)``; ``blocks`` are its transformer blocks."""
 
-    def __init__(self, module: nn.Module, extract: Any, blocks: list[nn.Module], width: int, grid: int) -> None:
+    def __init__(self, module: nn.Module, extract: Any, blocks: list[nn.Module], width: int, grid: int,
+                 facts: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.model = module
         self._extract = extract  # callable(model, pixels) -> (B, L, D)
         self._blocks = blocks
         self.width = width
         self.grid = grid
+        # measured on the built module before pruning: width, depth, heads, patch_size, image_size, activation
+        self.facts = dict(facts or {})
 
     def blocks(self) -> list[nn.Module]:
         return list(self._blocks)
@@ -84,10 +113,18 @@ def _timm_extract(index: int):
     return extract
 
 
+def _timm_facts(trunk: nn.Module) -> dict[str, Any]:
+    pe = trunk.patch_embed
+    return dict(width=int(trunk.embed_dim), depth=len(trunk.blocks), heads=int(trunk.blocks[0].attn.num_heads),
+                patch_size=int(pe.patch_size[0]), image_size=int(pe.img_size[0]),
+                num_prefix_tokens=int(trunk.num_prefix_tokens), activation=module_activation(trunk.blocks[0]))
+
+
 def _timm_branch(trunk: nn.Module, b: Any) -> Branch:
+    facts = _timm_facts(trunk)
     index = block_index(len(trunk.blocks), b.feature_layer)
     trunk.prune_intermediate_layers(indices=[index], prune_norm=True, prune_head=True)
-    return Branch(trunk, _timm_extract(index), list(trunk.blocks), b.width, b.image_size // b.patch_size)
+    return Branch(trunk, _timm_extract(index), list(trunk.blocks), b.width, b.image_size // b.patch_size, facts)
 
 
 TINY_TIMM_ARCHS = {  # tiny arch -> (real timm arch it shrinks, extra kwargs)
@@ -99,7 +136,11 @@ TINY_TIMM_ARCHS = {  # tiny arch -> (real timm arch it shrinks, extra kwargs)
 
 def _tiny_timm_kwargs(b: Any) -> dict[str, Any]:
     return dict(img_size=b.image_size, patch_size=b.patch_size, embed_dim=b.width, depth=b.depth,
-                num_heads=b.heads, mlp_ratio=b.mlp_ratio, num_classes=0)
+                num_heads=b.heads, mlp_ratio=b.mlp_ratio, num_classes=0, act_layer=_activation(b))
+
+
+def _activation(b: Any) -> str:
+    return str(getattr(b, "activation", None) or "gelu")
 
 
 def _hf_cached_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
@@ -127,7 +168,7 @@ def build_timm(b: Any) -> Branch:
         trunk = timm.create_model(arch, pretrained=False, **_tiny_timm_kwargs(b), **extra)
         return _timm_branch(trunk, b)
     name = f"{b.arch}.{b.pretrained}" if b.pretrained else b.arch
-    kwargs: dict[str, Any] = dict(num_classes=0, img_size=b.image_size)
+    kwargs: dict[str, Any] = dict(num_classes=0, img_size=b.image_size, act_layer=_activation(b))
     if b.path:
         if not Path(b.path).exists():
             raise WeightsNotFoundError(f"vision backbone {b.arch}: path {b.path!r} does not exist")
@@ -155,7 +196,8 @@ def _register_tiny_open_clip(b: Any) -> str:
     import timm
     from timm.models import register_model
 
-    fields = dict(arch=b.arch, s=b.image_size, p=b.patch_size, w=b.width, d=b.depth, h=b.heads, m=b.mlp_ratio)
+    fields = dict(arch=b.arch, s=b.image_size, p=b.patch_size, w=b.width, d=b.depth, h=b.heads, m=b.mlp_ratio,
+                  a=_activation(b))
     digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
     name = f"ablate-{b.arch}-{digest}"
     if name in open_clip.list_models():
@@ -212,22 +254,30 @@ def _open_clip_weights(b: Any) -> str:
 def build_open_clip(b: Any) -> Branch:
     import open_clip
 
+    # QuickGELU only where the config says so: open_clip's plain arch names build exact GELU even for OpenAI
+    # weights loaded from a file (only the `openai` tag or `-quickgelu` names switch it)
+    kwargs: dict[str, Any] = dict(force_quick_gelu=_activation(b) == "quick_gelu", device=_default_device())
     if is_tiny_arch(b.arch):
-        model = open_clip.create_model(_register_tiny_open_clip(b), pretrained=None)
+        model = open_clip.create_model(_register_tiny_open_clip(b), pretrained=None, **kwargs)
     elif b.pretrained or b.path:
-        model = open_clip.create_model(b.arch, pretrained=_open_clip_weights(b))
+        model = open_clip.create_model(b.arch, pretrained=_open_clip_weights(b), **kwargs)
     else:
-        model = open_clip.create_model(b.arch, pretrained=None)
+        model = open_clip.create_model(b.arch, pretrained=None, **kwargs)
     visual = model.visual
     if hasattr(visual, "trunk"):  # timm-backed tower (SigLIP)
         return _timm_branch(visual.trunk, b)
+    blocks = visual.transformer.resblocks
+    size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
+    patch = visual.patch_size if isinstance(visual.patch_size, int) else visual.patch_size[0]
+    facts = dict(width=int(visual.transformer.width), depth=len(blocks), heads=int(blocks[0].attn.num_heads),
+                 patch_size=int(patch), image_size=int(size), activation=module_activation(blocks[0]))
     index = block_index(len(visual.transformer.resblocks), b.feature_layer)
     visual.prune_intermediate_layers(indices=[index], prune_norm=True, prune_head=True)
 
     def extract(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
         return model.forward_intermediates(pixels, indices=[index], intermediates_only=True,
                                            output_fmt="NLC")["image_intermediates"][0]
-    return Branch(visual, extract, list(visual.transformer.resblocks), b.width, b.image_size // b.patch_size)
+    return Branch(visual, extract, list(visual.transformer.resblocks), b.width, b.image_size // b.patch_size, facts)
 
 
 # ----------------------------------------------------------------------------------------------- HF
@@ -245,7 +295,7 @@ def _build_hf(b: Any, family: str) -> Branch:
     if is_tiny_arch(b.arch):
         config = config_cls(hidden_size=b.width, num_hidden_layers=b.depth, num_attention_heads=b.heads,
                             intermediate_size=int(b.width * b.mlp_ratio), image_size=b.image_size,
-                            patch_size=b.patch_size)
+                            patch_size=b.patch_size, hidden_act=_HF_ACTS.get(_activation(b), "gelu"))
         model = model_cls(config)
     else:
         source = b.path or b.arch
@@ -255,6 +305,10 @@ def _build_hf(b: Any, family: str) -> Branch:
             raise WeightsNotFoundError(f"vision backbone {family} {b.arch}: weights not found locally (looked in "
                                        f"{source!r} as a path and in {_hf_cache_dir()})") from None
     encoder_layers = model.encoder.layer if hasattr(model.encoder, "layer") else model.encoder.layers
+    c = model.config
+    facts = dict(width=int(c.hidden_size), depth=len(encoder_layers), heads=int(c.num_attention_heads),
+                 patch_size=int(c.patch_size), image_size=int(c.image_size),
+                 activation=module_activation(encoder_layers[0]))
     index = block_index(len(encoder_layers), b.feature_layer)
     del encoder_layers[index + 1:]
     n_prefix = b.num_prefix_tokens
@@ -262,7 +316,7 @@ def _build_hf(b: Any, family: str) -> Branch:
     def extract(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
         out = model(pixel_values=pixels, output_hidden_states=True)
         return out.hidden_states[index + 1][:, n_prefix:]
-    return Branch(model, extract, list(encoder_layers), b.width, b.image_size // b.patch_size)
+    return Branch(model, extract, list(encoder_layers), b.width, b.image_size // b.patch_size, facts)
 
 
 for _family in _HF_FAMILIES:
@@ -286,7 +340,9 @@ class PatchEmbed(nn.Module):
 @VISION_FAMILIES.register("patch-embed")
 def build_patch_embed(b: Any) -> Branch:
     module = PatchEmbed(b.image_size, b.patch_size, b.width)
-    return Branch(module, lambda m, x: m(x), [], b.width, b.image_size // b.patch_size)
+    facts = dict(width=int(b.width), depth=0, patch_size=int(b.patch_size), image_size=int(b.image_size),
+                 activation="none")
+    return Branch(module, lambda m, x: m(x), [], b.width, b.image_size // b.patch_size, facts)
 
 
 # ------------------------------------------------------------------------------------------------ fused
@@ -341,10 +397,27 @@ def build_vision(vision_cfg: Any, *, load_weights: bool = True) -> VisionBackbon
             b = SimpleNamespace(**{**OmegaConf.to_container(b, resolve=True), "pretrained": None, "path": None}) \
                 if isinstance(b, DictConfig) else SimpleNamespace(**{**vars(b), "pretrained": None, "path": None})
         branches[name] = VISION_FAMILIES.get(b.family)(b)
+        check_branch(branches[name], b, f"vision={vision_cfg.id} branch {name}", f"conf/vision/{vision_cfg.id}.yaml")
         weights = tiny_weights_file(b, getattr(vision_cfg, "weights_dir", None) if load_weights else None)
         if weights is not None:
             load_branch_weights(branches[name], weights, f"vision={vision_cfg.id} branch {name}")
     return VisionBackbone(branches, str(vision_cfg.id))
+
+
+CHECKED_FACTS = ("width", "depth", "heads", "patch_size", "image_size", "num_prefix_tokens", "activation")
+
+
+def check_branch(branch: Branch, b: Any, what: str, where: str) -> None:
+    """Raise :class:`SpecMismatchError` where the built branch's measured facts disagree with its config."""
+    for key in CHECKED_FACTS:
+        if key not in branch.facts:
+            continue
+        got, want = branch.facts[key], getattr(b, key, None)
+        if key == "activation":
+            want = _activation(b)
+        if want is not None and got != want:
+            raise SpecMismatchError(f"{what}: the built model has {key}={got!r}; the spec ({where}) says "
+                                    f"{key}={want!r}")
 
 
 def is_tiny_arch(arch: str) -> bool:

@@ -9,13 +9,16 @@ right-padded row, at the start of a left-padded one).
 position ids itself so ``1d`` and ``rope-2d`` decode the same way.  ``score_options`` returns normalized
 probabilities of closed-set options (option log-likelihood given the prompt, softmaxed over the options; for
 single-token options this is Prismatic's option-token probability).  ``save_pretrained`` /
-``from_pretrained`` round-trip the config, the tokenizer and all weights (safetensors).
+``from_pretrained`` round-trip the config, the tokenizer and all weights (safetensors), rebuilt in float32
+whatever the saved dtype.  Inference (``generate``, ``score_options``) computes under ``inference_precision``
+(``eval.precision``: bf16 autocast, as Prismatic evaluates, or fp32).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,17 @@ class VLM(nn.Module):
         self.image_grid = vision.grid if self.num_image_tokens == vision.num_patches else None
         if self.image_positions == "rope-2d":
             enable_rope_2d(llm)
+        evaluation = cfg.get("eval") if hasattr(cfg, "get") else None
+        self.inference_precision = str((evaluation.get("precision") if evaluation is not None else None) or "bf16")
+
+    @contextlib.contextmanager
+    def inference_autocast(self) -> Iterator[None]:
+        """bf16 autocast when ``inference_precision`` is bf16 (Prismatic's evaluation), else nothing."""
+        if self.inference_precision == "bf16":
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
 
     @property
     def device(self) -> torch.device:
@@ -77,8 +91,11 @@ class VLM(nn.Module):
 
     # ------------------------------------------------------------------------------------------ merging
     def embed_images(self, pixels: Pixels) -> torch.Tensor:
-        """Image tokens ``(B, T, D_lm)`` of a pixel batch."""
-        return self.projector(self.vision(pixels))
+        """Image tokens ``(B, T, D_lm)`` of a pixel batch (a bf16 frozen tower's features are cast to the
+        projector's dtype; under autocast that is a no-op)."""
+        feats = self.vision(pixels)
+        weight = next(self.projector.parameters(), None)
+        return self.projector(feats if weight is None else feats.to(weight.dtype))
 
     def merge(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None,
               pixels: Pixels | None, has_image: torch.Tensor | None
@@ -171,6 +188,11 @@ class VLM(nn.Module):
     def generate_ids(self, images: Sequence[ImageInput] | None, prompts: Sequence[str], *,
                      max_new_tokens: int = 128) -> list[list[int]]:
         """Greedy continuation token ids per prompt (EOS excluded), batched with left padding."""
+        with self.inference_autocast():
+            return self._generate_ids(images, prompts, max_new_tokens)
+
+    def _generate_ids(self, images: Sequence[ImageInput] | None, prompts: Sequence[str],
+                      max_new_tokens: int) -> list[list[int]]:
         ids, mask = self._left_pad([self._prompt_ids(p) for p in prompts])
         pixels, has_image = self._pixels_of(images, len(prompts))
         embeds, attn, _, positions = self.merge(ids, mask, None, pixels, has_image)
@@ -218,11 +240,13 @@ class VLM(nn.Module):
         if any(len(o) != n for o in per_example):
             raise ValueError(f"score_options: every example needs the same number of options, got "
                              f"{[len(o) for o in per_example]}")
-        option_ids = [[self.tokenizer(" " + opt.strip(), add_special_tokens=False)["input_ids"] for opt in opts]
+        prefix = getattr(self.prompt_format, "option_prefix", " ")  # Prismatic's Phi-2 scores "Yes", not " Yes"
+        option_ids = [[self.tokenizer(prefix + opt.strip(), add_special_tokens=False)["input_ids"] for opt in opts]
                       for opts in per_example]
-        if all(_differ_in_last_token_only(opts) for opts in option_ids):
-            return self._score_next_token(images, prompts, option_ids)
-        return self._score_sequences(images, prompts, option_ids)
+        with self.inference_autocast():
+            if all(_differ_in_last_token_only(opts) for opts in option_ids):
+                return self._score_next_token(images, prompts, option_ids)
+            return self._score_sequences(images, prompts, option_ids)
 
     def _score_next_token(self, images: Sequence[ImageInput] | None, prompts: Sequence[str],
                           option_ids: list[list[list[int]]]) -> torch.Tensor:
@@ -288,7 +312,8 @@ class VLM(nn.Module):
                                         "VLM.save_pretrained")
         cfg = OmegaConf.load(directory / CONFIG_FILE)
         tokenizer = AutoTokenizer.from_pretrained(directory / TOKENIZER_DIR, local_files_only=True)
-        llm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(directory / LLM_CONFIG_DIR))
+        llm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(directory / LLM_CONFIG_DIR),
+                                               dtype=torch.float32)
         model = assemble(cfg, tokenizer, llm, load_vision_weights=False)
         load_model(model, str(directory / WEIGHTS_FILE), strict=True, device=str(device))
         return model.to(device)

@@ -3,8 +3,20 @@
 Per stage: a fresh model (seeded; weights of the previous stage loaded from its stage-end checkpoint), the
 stage's freeze plan, ``parallelize``, AdamW (no weight decay on biases and 1-D params), linear warmup +
 cosine decay, gradient accumulation up to ``global_batch`` (``per_device_batch`` x ranks x accumulation
-steps), grad-norm clipping, and a step budget of ``ceil(epochs x steps_per_epoch)`` capped by
-``train.max_steps`` (fractional epochs are step budgets).  The order of examples is a seeded permutation
+steps), grad-norm clipping.  Budgets as Prismatic computes them (``prismatic/training/strategies``), with
+N examples, global batch G, E epochs, steps per epoch S (modality-split batches, padded per modality):
+
+- schedule length T = ``max_steps`` if set, else ``floor(ceil(N / G) * E)``; warmup W = ``floor(T * ratio)``;
+  lr(k) = lr * k / W for k < W (0 at the first step), then lr * max(0, (1 + cos(pi (k - W) / (T - W))) / 2)
+  (``transformers.get_cosine_schedule_with_warmup``);
+- steps trained = ``max_steps`` if set (Prismatic's 6,500 / 7,800 for 1.25 / 1.5 epochs), else E x S for a
+  whole E (Prismatic's epoch loop), ``floor(E x S)`` for a fractional E without max_steps (an ablate extension);
+- ``train.max_steps`` (tests, the demo) caps both.
+
+On a step whose global batch is all text the projector and the vision tower get no gradient (their grads are
+dropped before the optimizer step, as Prismatic's text-only forward never touches them), so AdamW's momentum
+and weight decay do not move them.  The compute dtype each component actually ran in on a stage's first step
+goes to ``run_dir/precision.json`` next to its (float32) master dtype.  The order of examples is a seeded permutation
 per (stage, epoch) and each global batch is split into micro-batches the same way for any number of ranks,
 so 1 process and N ranks see the same batches and a resumed run sees exactly the batches it had left.
 
@@ -79,15 +91,21 @@ def build_optimizer(model: nn.Module, stage: Stage) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
 
 
+def warmup_steps(total_steps: int, warmup_ratio: float) -> int:
+    """Prismatic's ``int(num_training_steps * warmup_ratio)`` (floor)."""
+    return int(total_steps * warmup_ratio)
+
+
 def warmup_cosine(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    """LR multiplier: linear warmup over ceil(ratio x total) steps, then cosine decay to 0."""
-    warmup = math.ceil(warmup_ratio * total_steps)
+    """LR multiplier of step k (0-based): k / W during the W = floor(ratio x T) warmup steps (0 at the first
+    step), then cosine decay to 0 at T, exactly ``transformers.get_cosine_schedule_with_warmup``."""
+    warmup = warmup_steps(total_steps, warmup_ratio)
 
     def factor(step: int) -> float:
         if step < warmup:
-            return (step + 1) / warmup
+            return step / max(1, warmup)
         progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     return factor
 
@@ -100,8 +118,13 @@ def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_r
 @dataclass(frozen=True)
 class Budget:
     steps_per_epoch: int
-    total_steps: int
+    total_steps: int  # optimizer steps trained
     micro_per_step: int  # micro-batches of per_device_batch in one global batch (all ranks together)
+    schedule_steps: int = 0  # T of the lr schedule (0 = total_steps)
+
+    @property
+    def schedule(self) -> int:
+        return self.schedule_steps or self.total_steps
 
 
 def batch_plan(dataset: Sequence[Any], stage: Stage, cfg: Any) -> Any:
@@ -119,17 +142,24 @@ def batch_plan(dataset: Sequence[Any], stage: Stage, cfg: Any) -> Any:
                                  group_by_modality=bool(cfg.train.get("group_by_modality_length", True)))
 
 
-def budget(stage: Stage, steps_per_epoch: int, world_size: int) -> Budget:
-    """Optimizer steps of a stage (epochs x steps per epoch, capped by max_steps) and micro-batches per step."""
+def budget(stage: Stage, steps_per_epoch: int, world_size: int, n_examples: int | None = None) -> Budget:
+    """Steps trained, schedule length and micro-batches per step of a stage, as Prismatic computes them
+    (the module docstring); ``n_examples`` defaults to ``steps_per_epoch x global_batch``."""
     micro = stage.global_batch // stage.per_device_batch
     if micro % world_size:
         section = "align" if stage.name == "align" else "finetune"
         raise ValueError(f"train.{section}.global_batch: invalid value {stage.global_batch}; expected a multiple of "
                          f"per_device_batch x ranks = {stage.per_device_batch * world_size}")
-    total = max(1, math.ceil(stage.epochs * steps_per_epoch - 1e-9))
+    n = steps_per_epoch * stage.global_batch if n_examples is None else n_examples
+    if stage.budget_steps is not None:
+        total = schedule = int(stage.budget_steps)
+    else:
+        schedule = math.floor(math.ceil(n / stage.global_batch) * stage.epochs + 1e-9)
+        whole = float(stage.epochs).is_integer()
+        total = int(stage.epochs) * steps_per_epoch if whole else math.floor(stage.epochs * steps_per_epoch)
     if stage.max_steps is not None:
-        total = min(total, int(stage.max_steps))
-    return Budget(steps_per_epoch, total, micro)
+        total, schedule = min(total, int(stage.max_steps)), min(schedule, int(stage.max_steps))
+    return Budget(steps_per_epoch, max(1, int(total)), micro, max(1, int(schedule)))
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -209,7 +239,7 @@ def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list[Mapping[str, Any]],
                     stage: Stage, step: int, cfg: Any, info: DistInfo, sharded: bool) -> tuple[float, float, float]:
     """Forward/backward over this rank's micro-batches, clip, step; return (mean loss, grad norm, tokens)."""
-    loss_sum = torch.zeros(3, dtype=torch.float64)  # loss sum, micro-batch count, tokens
+    loss_sum = torch.zeros(4, dtype=torch.float64)  # loss sum, micro-batch count, tokens, image rows
     bad_ids: list[str] = []
     n_micro = len(batches)
     total_micro = stage.global_batch // stage.per_device_batch  # over all ranks
@@ -222,19 +252,55 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list
         if not torch.isfinite(value):
             bad_ids.extend(str(i) for i in batch.get("example_ids", []))
         (loss * (info.world_size / total_micro)).backward()
-        loss_sum += torch.tensor([value.item(), 1.0, float(batch["attention_mask"].sum())], dtype=torch.float64)
+        images = batch["has_image"].sum() if batch.get("has_image") is not None else len(batch["attention_mask"])
+        loss_sum += torch.tensor([value.item(), 1.0, float(batch["attention_mask"].sum()), float(images)],
+                                 dtype=torch.float64)
     all_reduce_sum(loss_sum)
     mean_loss = float(loss_sum[0] / loss_sum[1])
     if not math.isfinite(mean_loss):
         where = f"examples {bad_ids}" if bad_ids else "examples on another rank"
         raise NonFiniteLossError(f"stage {stage.name} step {step}: loss is {mean_loss}; batch {where}")
+    if loss_sum[3] == 0:  # an all-text step: the image path got only the dummy image's zero gradient
+        drop_image_path_grads(model)
     params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.clip_grad_norm_(params, stage.max_grad_norm)
+    norm = torch.nn.utils.clip_grad_norm_(params, stage.max_grad_norm) if params else torch.zeros(())
     if hasattr(norm, "full_tensor"):
         norm = norm.full_tensor()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return mean_loss, float(norm), float(loss_sum[2])
+
+
+def drop_image_path_grads(model: nn.Module) -> None:
+    """Drop the projector's and vision tower's gradients: AdamW skips parameters without one, as Prismatic's
+    text-only forward leaves them (no momentum step, no weight decay)."""
+    for name in ("projector", "vision"):
+        module = getattr(model, name, None)
+        if isinstance(module, nn.Module):
+            for p in module.parameters():
+                p.grad = None
+
+
+def _first_compute_dtypes(model: nn.Module) -> tuple[dict[str, Any], list[Any]]:
+    """Forward hooks recording the dtype each component's first matrix-weight layer computes in."""
+    seen: dict[str, Any] = {}
+    handles = []
+    for name in ("vision", "projector", "llm"):
+        module = getattr(model, name, None)
+        if not isinstance(module, nn.Module):
+            continue
+        params = [p for p in module.parameters()]
+        layer = next((m for m in module.modules() if isinstance(getattr(m, "weight", None), torch.Tensor)
+                      and m.weight.ndim >= 2 and not isinstance(m, nn.Embedding)), None)
+        if layer is None or not params:
+            continue
+        seen[name] = {"master": str(params[0].dtype).removeprefix("torch."), "compute": None}
+
+        def hook(_m: nn.Module, _inp: Any, out: Any, _name: str = name) -> None:
+            if seen[_name]["compute"] is None and isinstance(out, torch.Tensor):
+                seen[_name]["compute"] = str(out.dtype).removeprefix("torch.")
+        handles.append(layer.register_forward_hook(hook))
+    return seen, handles
 
 
 def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Collate], cfg: Any, info: DistInfo,
@@ -243,9 +309,11 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
     """Run one stage from its start or from a mid-stage checkpoint; return the global step at its end."""
     dataset, collate_fn = data
     sampler = batch_plan(dataset, stage, cfg)
-    b = budget(stage, sampler.batches_per_epoch, info.world_size)
+    b = budget(stage, sampler.batches_per_epoch, info.world_size, len(dataset))
     optimizer = build_optimizer(model, stage)
-    scheduler = build_scheduler(optimizer, b.total_steps, stage.warmup_ratio)
+    scheduler = build_scheduler(optimizer, b.schedule, stage.warmup_ratio)
+    log.info("stage %s: %d steps (schedule %d, warmup %d), %d steps per epoch", stage.name, b.total_steps,
+             b.schedule, warmup_steps(b.schedule, stage.warmup_ratio), b.steps_per_epoch)
     start = 0
     if resume_from is not None:
         meta = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
@@ -263,7 +331,12 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
         batches = [collate_fn([dataset[i] for i in ids]) for ids in mine]
         lr = scheduler.get_last_lr()[0]
         tic = time.perf_counter()
+        probe, handles = _first_compute_dtypes(model) if step == start else ({}, [])
         loss, norm, tokens = train_step(model, optimizer, batches, stage, step + 1, cfg, info, sharded)
+        for h in handles:
+            h.remove()
+        if probe and info.is_main:
+            _record_precision(run_log.run_dir, stage.name, probe)
         scheduler.step()
         elapsed = time.perf_counter() - tic
         done = step + 1
@@ -281,6 +354,13 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
                             meta=meta, keep_last=int(cfg.runtime.keep_last))
     bar.close()
     return step_offset + b.total_steps
+
+
+def _record_precision(run_dir: Path, stage: str, dtypes: dict[str, Any]) -> None:
+    path = run_dir / "precision.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record[stage] = dtypes
+    path.write_text(json.dumps(record, indent=1))
 
 
 # -------------------------------------------------------------------------------------------- all stages

@@ -35,7 +35,8 @@ class Stage:
     epochs: float
     warmup_ratio: float
     max_grad_norm: float
-    max_steps: int | None
+    max_steps: int | None  # train.max_steps: a cap on every stage (tests, the demo)
+    budget_steps: int | None = None  # train.<stage>.max_steps: Prismatic's step budget (overrides epochs)
 
     @property
     def frozen(self) -> tuple[str, ...]:
@@ -52,7 +53,7 @@ def plan(cfg: Any) -> list[Stage]:
                             lr=float(h.lr), weight_decay=float(h.weight_decay), global_batch=int(h.global_batch),
                             per_device_batch=int(h.per_device_batch), epochs=epochs,
                             warmup_ratio=float(h.warmup_ratio), max_grad_norm=float(h.max_grad_norm),
-                            max_steps=cfg.train.max_steps))
+                            max_steps=cfg.train.max_steps, budget_steps=h.get("max_steps")))
     return stages
 
 
