@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "eval": "ablate.eval.runner:cli_eval",
     "data synth": "ablate.data.synthetic:cli_synth",
     "data check": "ablate.data.check:cli_check",
+    "describe": "ablate.describe:cli_describe",
 }
 
 
@@ -65,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--benchmarks", help="comma-separated benchmark ids (default: the run's eval config)")
     e.add_argument("--limit", type=int, help="fixed-seed subset size per benchmark")
     e.add_argument("overrides", nargs="*", help="Hydra overrides of the eval group (e.g. eval.root=...)")
+
+    de = sub.add_parser("describe", help="each component of a design point (or study) as built, on the meta device")
+    de.add_argument("overrides", nargs="*", help="Hydra overrides (of the point, or of every study point)")
+    de.add_argument("--study", help="a study file or folder: describe every unique run")
+    de.add_argument("--json", action="store_true", help="print the facts as JSON")
 
     da = sub.add_parser("data", help="synthetic data and data-root checks")
     dsub = da.add_subparsers(dest="data_command", metavar="ACTION", required=True)

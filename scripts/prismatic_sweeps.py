@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from prismatic_map import expected_levels  # noqa: E402
+from prismatic_map import MAX_STEPS, expected_levels  # noqa: E402
 
 BASELINE = {"vision": "clip-vit-l-336", "image": "letterbox", "projector": "mlp", "llm": "vicuna-v15-7b",
             "recipe": "single-stage", "data": "llava-v15", "train.epochs": "1"}
@@ -50,6 +50,8 @@ def main(root: str) -> None:
         st["desc"] = st["desc"] or desc
         levels = expected_levels(row)
         st["points"][row["model_id"]] = {k: v for k, v in levels.items() if BASELINE[k] != v}
+        if levels["train.epochs"] in MAX_STEPS:  # Prismatic's step budget for a fractional epoch count
+            st["points"][row["model_id"]]["train.finetune.max_steps"] = str(MAX_STEPS[levels["train.epochs"]])
     # every model a study's comparisons mention is a point of that study
     by_id = {r["model_id"]: r for r in rows}
     out = Path(__file__).resolve().parent.parent / "sweeps" / "prismatic"

@@ -41,6 +41,10 @@ DATA = {
     "LLaVa v1.5 Instruct + LVIS-Instruct-4V + LRV-Instruct": "llava-v15-lvis4v-lrv",
 }
 
+# Prismatic trains its fractional-epoch models to fixed step budgets (prismatic/conf/models.py:
+# finetune_max_steps of train-1.25-epochs+7b and train-1.5-epochs+7b), 1.25 / 1.5 x 5,200 steps per epoch
+MAX_STEPS = {"1.25": 6500, "1.5": 7800}
+
 
 def expected_levels(row: dict[str, str]) -> dict[str, str]:
     """Axis levels a models.csv row must have as a design point."""

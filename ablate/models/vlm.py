@@ -65,7 +65,9 @@ class VLM(nn.Module):
         self.projector = projector
         self.llm = llm
         self.tokenizer = tokenizer
-        self.prompt_format = get_prompt_format(cfg.llm.prompt_format, tokenizer)
+        # a meta-device model (build_meta_vlm) has no tokenizer: formats that need one are left unbuilt
+        needs_tokenizer = tokenizer is None and cfg.llm.prompt_format == "tokenizer"
+        self.prompt_format = None if needs_tokenizer else get_prompt_format(cfg.llm.prompt_format, tokenizer)
         self.image_transform = build_image_transform(cfg.image.id, cfg.vision)
         self.image_positions = str(cfg.llm.image_positions)
         self.num_image_tokens = num_output_tokens(cfg.projector, vision.num_patches)
@@ -329,3 +331,38 @@ def build_vlm(cfg: DictConfig) -> VLM:
     """The VLM of a composed config: tiny random-init or local weights (never downloaded)."""
     tokenizer = build_tokenizer(cfg.llm)
     return assemble(cfg, tokenizer, build_llm(cfg.llm, tokenizer))
+
+
+def meta_llm(llm_cfg: Any) -> nn.Module:
+    """The LM of ``llm_cfg`` on the meta device (float32, no storage) from its spec or ``random_init``; no
+    weights or tokenizer files are read (the synthetic tokenizer is built in-process; a tiny LM given only by
+    ``llm.path`` is built from the config file there)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from ablate.models.llm import (
+        SYNTHETIC_BPE,
+        llm_config,
+        padded_vocab_size,
+        synthetic_tokenizer,
+        weights_source,
+    )
+
+    if llm_cfg.random_init is None and llm_cfg.get("spec") is None:
+        config = AutoConfig.from_pretrained(weights_source(llm_cfg), local_files_only=True)
+    else:
+        tokenizer = synthetic_tokenizer() if llm_cfg.tokenizer == SYNTHETIC_BPE else None
+        vocab = padded_vocab_size(tokenizer, llm_cfg.pad_to_multiple_of) if tokenizer is not None else None
+        config = llm_config(llm_cfg, vocab, tokenizer)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def build_meta_vlm(cfg: DictConfig, *, llm: nn.Module | None = None, vision: nn.Module | None = None) -> VLM:
+    """A design point's VLM on the meta device: the real module tree (classes, shapes, dtypes) with no storage
+    and no weights or tokenizer read, in seconds even for 13B (``ablate describe``; FSDP unit planning).
+    ``llm`` / ``vision`` reuse already-built meta components."""
+    llm = llm if llm is not None else meta_llm(cfg.llm)
+    with torch.device("meta"):
+        vision = vision if vision is not None else build_vision(cfg.vision, load_weights=False)
+        projector = build_projector(cfg.projector, vision.embed_dim, llm.get_input_embeddings().weight.shape[1])
+    return VLM(cfg, vision, projector, llm, None)

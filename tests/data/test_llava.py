@@ -202,3 +202,36 @@ def test_pixel_free_examples_collate_for_a_text_only_model_and_cannot_mix_with_i
     ds = LlavaDataset(records, tokenizer, get_prompt_format("base", tokenizer), to_tensor, max_length=64)
     with pytest.raises(ValueError, match=r"examples \['w0', 'w1'\] have no pixel values and others do"):
         collate([ds[0], *words], tokenizer.pad_token_id)
+
+
+# the first record of LLaVA's blip_laion_cc_sbu_558k.json (as Prismatic's AlignDataset docstring quotes it)
+ALIGN_558K = {"id": "004539375", "image": "00453/004539375.jpg",
+              "conversations": [{"from": "human", "value": "Render a clear and concise summary of the photo.\n<image>"},
+                                {"from": "gpt", "value": "select luxury furniture 3 - inch gel memory foam mattress "
+                                                         "topper"}]}
+
+
+def test_align_stage_is_bos_image_slots_caption_eos_with_the_human_prompt_discarded(tmp_path: Path,
+                                                                                    compose_tiny) -> None:
+    """Prismatic's AlignDataset: tokenizer(caption + eos) = BOS + caption + EOS, BOS ignored; the VLM puts the
+    image slots right after BOS; finetune data of the same record go through the prompt format."""
+    from ablate.models.vlm import build_vlm
+
+    (tmp_path / "00453").mkdir()
+    Image.new("RGB", (16, 16), "red").save(tmp_path / "00453" / "004539375.jpg")
+    (tmp_path / "558k.json").write_text(json.dumps([ALIGN_558K]))
+    records = read_records(tmp_path / "558k.json", tmp_path, source="558k")
+    model = build_vlm(compose_tiny())
+    tok = model.tokenizer
+    caption = tok("select luxury furniture 3 - inch gel memory foam mattress topper", add_special_tokens=False)
+    expected = [tok.bos_token_id, *caption["input_ids"], tok.eos_token_id]
+    align = LlavaDataset(records, tok, model.prompt_format, model.image_transform, max_length=256, align=True)[0]
+    assert align.input_ids.tolist() == expected
+    assert align.labels.tolist() == [-100, *expected[1:]]
+    finetune = LlavaDataset(records, tok, model.prompt_format, model.image_transform, max_length=256)[0]
+    assert "Render a clear" in tok.decode(finetune.input_ids) and "Render" not in tok.decode(align.input_ids)
+    batch = collate([align], tok.pad_token_id)
+    _, attn, labels, _ = model.merge(batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                     batch["pixel_values"], batch["has_image"])
+    slots = model.num_image_tokens
+    assert labels[0].tolist() == [-100] * (1 + slots) + expected[1:] and attn.sum() == len(expected) + slots

@@ -1,4 +1,4 @@
-"""Prompt formats render Prismatic's wraps; loss masks cover exactly the assistant text; the synthetic
+"""Prompt formats render Prismatic's prompt builders byte for byte; loss masks cover exactly the assistant text; the synthetic
 tokenizer is deterministic; the LM is built with a PAD token and embeddings padded to a multiple of 64."""
 
 from __future__ import annotations
@@ -19,19 +19,48 @@ def tokenizer():
     return build_tokenizer(tiny_cfg().llm)
 
 
-def test_formats_render_prismatic_wraps(tokenizer):
-    text = {f: "".join(t for t, _ in get_prompt_format(f, tokenizer).render(CONV))
-            for f in ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct")}
-    assert text["base"] == "In: What colour is the circle?\nOut: red</s>In: How many shapes?\nOut: three</s>"
-    assert text["vicuna-v1.5"].startswith("A chat between a curious user and an artificial intelligence assistant. "
-                                          "The assistant gives helpful, detailed, and polite answers to the user's "
-                                          "questions. USER: What colour is the circle? ASSISTANT: red</s>")
-    assert text["vicuna-v1.5"].endswith("USER: How many shapes? ASSISTANT: three</s>")
-    assert text["llama-2-chat"].startswith("[INST] <<SYS>>\n") and "\n<</SYS>>\n\nWhat colour is the circle? " \
-        "[/INST] red</s>[INST] How many shapes? [/INST] three</s>" in text["llama-2-chat"]
-    assert text["mistral-instruct"] == "[INST] What colour is the circle? [/INST] red</s>" \
-        "[INST] How many shapes? [/INST] three</s>"
-    assert get_prompt_format("base").generation_prompt("<image>\nQ?") == "In: Q?\nOut:"
+# Prismatic's PromptBuilder.get_prompt() after adding CONV's four turns (prismatic/models/backbones/llm/
+# prompting/*.py at TRI-ML/prismatic-vlms main), with BOS text where the builder writes it (Phi-2 only).
+PRISMATIC_PROMPTS = {
+    "base": "In: What colour is the circle?\nOut: red</s>In: How many shapes?\nOut: three</s>",
+    "vicuna-v1.5": "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
+                   "helpful, detailed, and polite answers to the user's questions. USER: What colour is the circle? "
+                   "ASSISTANT: red</s>USER: How many shapes? ASSISTANT: three</s>",
+    "llama-2-chat": "[INST] <<SYS>\nYou are a helpful language and vision assistant. You are able to understand the "
+                    "visual content that the user provides, and assist the user with a variety of tasks using natural "
+                    "language.\n<</SYS>>\n\nWhat colour is the circle? [/INST] red</s>[INST] How many shapes? [/INST] "
+                    "three</s>",
+    "mistral-instruct": "[INST] What colour is the circle? [/INST] red</s>[INST] How many shapes? [/INST] three</s>",
+    "phi-2": "<|endoftext|>Input: What colour is the circle?\nOutput: red\n<|endoftext|>Input: How many shapes?\n"
+             "Output: three\n<|endoftext|>",
+}
+# get_potential_prompt("<image>\nIs it red?") on a fresh builder (what generation and option scoring feed)
+PRISMATIC_GENERATION = {
+    "base": "In: Is it red?\nOut:",
+    "vicuna-v1.5": PRISMATIC_PROMPTS["vicuna-v1.5"][:PRISMATIC_PROMPTS["vicuna-v1.5"].index(" USER:")]
+    + " USER: Is it red? ASSISTANT:",
+    "llama-2-chat": PRISMATIC_PROMPTS["llama-2-chat"][:PRISMATIC_PROMPTS["llama-2-chat"].index("What")]
+    + "Is it red? [/INST]",
+    "mistral-instruct": "[INST] Is it red? [/INST]",
+    "phi-2": "Input: Is it red?\nOutput:",
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(PRISMATIC_PROMPTS))
+def test_formats_render_prismatics_prompt_builders_byte_for_byte(tokenizer, fmt):
+    pf = get_prompt_format(fmt, tokenizer)
+    bos = "<|endoftext|>" if fmt == "phi-2" else ""  # Phi-2's builder writes BOS as text; ablate prepends its id
+    assert bos + "".join(t for t, _ in pf.render(CONV)) == PRISMATIC_PROMPTS[fmt]
+    assert pf.generation_prompt("<image>\nIs it red?") == PRISMATIC_GENERATION[fmt]
+
+
+def test_phi2_segments_tokenize_as_prismatic_phi_turns(tokenizer):
+    """CodeGen's tokenizer is not rstripped by Prismatic: the prompt keeps ``Output: `` and the reply has no
+    leading space; Prismatic's Phi-2 scores options as "Yes" (no space) after ``Output:``."""
+    pf = get_prompt_format("phi-2", tokenizer)
+    assert pf.render(CONV)[:2] == [("Input: What colour is the circle?\nOutput: ", False),
+                                   ("red\n<|endoftext|>", True)]
+    assert pf.option_prefix == "" and get_prompt_format("vicuna-v1.5", tokenizer).option_prefix == " "
 
 
 @pytest.mark.parametrize("fmt", list_prompt_formats())
@@ -40,13 +69,15 @@ def test_loss_mask_covers_exactly_assistant_tokens(tokenizer, fmt):
     ids, labels = tokenize_conversation(tokenizer, pf, CONV)
     assert ids[0] == tokenizer.bos_token_id and len(ids) == len(labels)
     masked = [t for t in labels if t != IGNORE_INDEX]
-    assert tokenizer.decode(masked) == " red</s> three</s>"
+    expected = "red\n<|endoftext|>three\n<|endoftext|>" if fmt == "phi-2" else " red</s> three</s>"
+    assert tokenizer.decode(masked) == expected
     unmasked = tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab == IGNORE_INDEX])
     assert "red" not in unmasked and "three" not in unmasked and "colour" in unmasked
 
 
 def test_unknown_prompt_format_lists_known():
-    with pytest.raises(KeyError, match="unknown prompt format 'chatml'; known: base, llama-2-chat"):
+    with pytest.raises(KeyError, match="unknown prompt format 'chatml'; known: base, llama-2-chat, mistral-instruct, "
+                       "phi-2"):
         get_prompt_format("chatml")
 
 

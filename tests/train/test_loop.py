@@ -52,11 +52,43 @@ def test_no_weight_decay_on_biases_and_1d_params() -> None:
     assert sum(len(g["params"]) for g in opt.param_groups) == sum(p.requires_grad for p in model.parameters())
 
 
-def test_warmup_then_cosine_to_zero() -> None:
+def test_warmup_then_cosine_is_transformers_schedule_prismatic_uses() -> None:
+    """Prismatic: num_warmup_steps = int(T * ratio) (floor), get_cosine_schedule_with_warmup: lr 0 at the
+    first step, k / W during warmup, cosine to 0 at T."""
+    from transformers import get_cosine_schedule_with_warmup
+
     f = warmup_cosine(100, 0.03)
-    assert [round(f(s), 4) for s in range(3)] == [0.3333, 0.6667, 1.0]
-    assert f(3) == 1.0 and math.isclose(f(52), 0.5, abs_tol=0.02) and f(99) < 0.001
-    assert all(f(s) >= f(s + 1) for s in range(3, 99))
+    assert [round(f(s), 4) for s in range(4)] == [0.0, 0.3333, 0.6667, 1.0]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    hf = get_cosine_schedule_with_warmup(opt, 155, 5198)
+    ours = warmup_cosine(5198, 0.03)
+    for step in range(5200):
+        assert math.isclose(opt.param_groups[0]["lr"], ours(step), rel_tol=1e-12, abs_tol=1e-15), step
+        opt.step()
+        hf.step()
+
+
+def _stage(epochs: float, max_steps: int | None = None, cap: int | None = None) -> Any:
+    stage = plan(toy_cfg(epochs=epochs, max_steps=cap))[1]
+    return stage.__class__(**{**stage.__dict__, "global_batch": 128, "per_device_batch": 16,
+                              "warmup_ratio": 0.03, "budget_steps": max_steps})
+
+
+def test_budgets_are_prismatics_665k_numbers() -> None:
+    """665,298 LLaVA-1.5 records at global batch 128 (ceil = 5,198 per epoch; 5,199 modality-split batches)."""
+    n, per_epoch = 665_298, 5_199
+    one = budget(_stage(1.0), per_epoch, 1, n)
+    assert (one.total_steps, one.schedule, int(one.schedule * 0.03)) == (5_199, 5_198, 155)
+    two = budget(_stage(2.0), per_epoch, 1, n)
+    assert (two.total_steps, two.schedule) == (10_398, 10_396)
+    # train-1.25-epochs+7b / train-1.5-epochs+7b: Prismatic's finetune_max_steps, not 1.25 x 5,198 = 6,497
+    for epochs, steps, warmup in ((1.25, 6_500, 195), (1.5, 7_800, 234)):
+        b = budget(_stage(epochs, max_steps=steps), per_epoch, 1, n)
+        assert (b.total_steps, b.schedule, int(b.schedule * 0.03)) == (steps, steps, warmup)
+    frac = budget(_stage(1.25), per_epoch, 1, n)  # no max_steps: floor of both (an ablate extension)
+    assert (frac.total_steps, frac.schedule) == (6_498, 6_497)
+    capped = budget(_stage(1.0, cap=12), per_epoch, 1, n)
+    assert (capped.total_steps, capped.schedule) == (12, 12)
 
 
 def test_budget_fractional_epochs_and_max_steps() -> None:
