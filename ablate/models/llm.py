@@ -232,7 +232,8 @@ def check_spec(llm_cfg: Any, config: Any, source: str) -> None:
     wanted.update(dict(_get(spec, "extra") or {}))
     for key, want in wanted.items():
         got = _config_value(config, key)
-        same = (got == want) if not isinstance(want, float) else got is not None and abs(float(got) - want) <= 1e-9 * abs(want)
+        # floats to float32 precision (GGUF stores rms_norm_eps 1e-5 as 9.99999975e-06)
+        same = (got == want) if not isinstance(want, float) else got is not None and abs(float(got) - want) <= 1e-6 * abs(want)
         if not same:
             raise SpecMismatchError(f"llm={llm_cfg.id}: the weights at {source!r} have {key}={got!r}; the spec "
                                     f"(conf/llm/{llm_cfg.id}.yaml) says {key}={want!r}")

@@ -31,7 +31,7 @@ ACTIVATIONS = {"clip-vit-l-336": ["quick_gelu"], "clip-vit-l-224": ["quick_gelu"
 # LM parameters with Prismatic's PAD row and multiple-of-64 embedding (Llama-2 7B 6.74B, 13B 13.0B, ...)
 LLM_PARAMS = {"llama2-7b": 6.74e9, "llama2-chat-7b": 6.74e9, "vicuna-v15-7b": 6.74e9, "llama2-13b": 13.0e9,
               "llama2-chat-13b": 13.0e9, "vicuna-v15-13b": 13.0e9, "mistral-v01-7b": 7.24e9,
-              "mistral-instruct-v01-7b": 7.24e9, "phi-2": 2.78e9}
+              "mistral-instruct-v01-7b": 7.24e9, "phi-2": 2.78e9, "smollm2-135m-instruct": 134.5e6}
 
 
 def test_every_conf_file_has_its_facts_listed() -> None:
@@ -73,7 +73,7 @@ def test_llm_conf_builds_on_meta_from_its_spec_alone(llm_id: str) -> None:
                 c.max_position_embeddings) == (spec.hidden_size, spec.num_hidden_layers, spec.num_attention_heads,
                                                spec.num_key_value_heads, spec.max_position_embeddings)
         # Prismatic adds a PAD token, then resize_token_embeddings(len, pad_to_multiple_of=64)
-        assert rows == {"phi-2": 50_304}.get(llm_id, 32_064)
+        assert rows == {"phi-2": 50_304, "smollm2-135m-instruct": 49_152}.get(llm_id, 32_064)
 
 
 def test_open_clip_openai_clip_runs_quick_gelu() -> None:
