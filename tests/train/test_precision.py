@@ -123,3 +123,23 @@ def test_projector_does_not_move_on_an_all_text_step(tmp_path: Path) -> None:
     train_step(model, optimizer, [batch(False)], stage, 2, cfg, info, False)
     assert all(torch.equal(projector[k], v) for k, v in model.projector.state_dict().items())
     assert not torch.equal(llm, model.llm.lm_head.weight)
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_evaluation_computes_in_eval_precision_with_fp32_weights(precision: str, dtype: torch.dtype,
+                                                                 tmp_path: Path) -> None:
+    """Prismatic evaluates under bf16 autocast (eval.precision's default); weights stay float32 either way."""
+    from PIL import Image
+
+    from ablate.models.vlm import VLM, build_vlm
+
+    build_vlm(compose(BASE)).save_pretrained(tmp_path / "m")
+    model = VLM.from_pretrained(tmp_path / "m")
+    model.inference_precision = precision
+    seen: list[torch.dtype] = []
+    model.llm.lm_head.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    probs = model.score_options([Image.new("RGB", (32, 32), "red")], ["Is it red?"], ["yes", "no"])
+    model.generate_ids(None, ["Is it red?"], max_new_tokens=2)
+    assert seen and set(seen) == {dtype} and torch.isclose(probs.sum(), torch.tensor(1.0))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert compose([]).eval.precision == "bf16" and compose(BASE).eval.precision == "fp32"
