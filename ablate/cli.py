@@ -21,10 +21,13 @@ COMMANDS: dict[str, str] = {
     "eval": "ablate.eval.runner:cli_eval",
     "data synth": "ablate.data.synthetic:cli_synth",
     "data check": "ablate.data.check:cli_check",
+    "export": "ablate.export:cli_export",
 }
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ablate.export import FORMATS as EXPORT_FORMATS  # a plain dict (no torch)
+
     p = argparse.ArgumentParser(prog="ablate", description="Design-space ablation studies of vision-language models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -65,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--benchmarks", help="comma-separated benchmark ids (default: the run's eval config)")
     e.add_argument("--limit", type=int, help="fixed-seed subset size per benchmark")
     e.add_argument("overrides", nargs="*", help="Hydra overrides of the eval group (e.g. eval.root=...)")
+
+    x = sub.add_parser("export", help="write a trained run as a transformers model folder (hf-llava)")
+    x.add_argument("run", help="runs/<run_key> (its model/ folder is exported)")
+    x.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="hf-llava = LlavaForConditionalGeneration")
+    x.add_argument("--out", required=True, help="folder to write (replaced if it exists)")
+    x.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                   help="weights dtype (auto = the dtype the run saved)")
+    x.add_argument("--no-verify", action="store_true", help="skip the logits check against ablate on a probe")
 
     da = sub.add_parser("data", help="synthetic data and data-root checks")
     dsub = da.add_subparsers(dest="data_command", metavar="ACTION", required=True)
