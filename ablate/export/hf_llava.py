@@ -238,7 +238,7 @@ def check_tokens(vlm: Any, processor: Any, image_token_id: int) -> None:
                 raise Unsupported(f"export {FORMAT}: llm.prompt_format={vlm.cfg.llm.prompt_format}: the exported chat "
                                   f"template + tokenizer give {len(got)} ids for probe {prompt!r}"
                                   f"{' with an image' if with_image else ''}, ablate {len(expected)} (first difference "
-                                  f"at {next((i for i, (a, c) in enumerate(zip(got, expected)) if a != c), 'end')})")
+                                  f"at {next((i for i, (a, c) in enumerate(zip(got, expected, strict=False)) if a != c), 'end')})")
 
 
 @torch.no_grad()
@@ -268,7 +268,7 @@ def _stored_dtype(model_dir: Path) -> str:
     from safetensors import safe_open
 
     with safe_open(str(model_dir / "model.safetensors"), framework="pt") as f:
-        key = next((k for k in f.keys() if k.startswith("llm.")), None)
+        key = next((k for k in f.keys() if k.startswith("llm.")), None)  # noqa: SIM118 (safe_open: no __iter__)
         return str(f.get_slice(key).get_dtype()) if key else "F32"
 
 
