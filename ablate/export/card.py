@@ -75,7 +75,7 @@ def model_card(run_dir: Path, cfg: Any, config: Any, *, dtype: str, logits_diff:
     lines += [
         "", "## How the export maps it", "",
         f"- vision tower: `{cfg.vision.id}` ({b.family} {b.arch}) as `{type(config.vision_config).__name__}` with "
-        f"{config.vision_config.num_hidden_layers} blocks (ablate's `feature_layer={b.feature_layer}` and the "
+        f"{config.vision_config.num_hidden_layers} transformer block(s) (ablate's `feature_layer={b.feature_layer}` and the "
         f"blocks before it), `hidden_act={config.vision_config.hidden_act}`, `vision_feature_layer=-1`, "
         f"`vision_feature_select_strategy={config.vision_feature_select_strategy}`",
         f"- projector: `{cfg.projector.id}` as `multi_modal_projector` (`projector_hidden_act="
