@@ -86,3 +86,26 @@ def test_chat_template_renders_ablate_text(prompt_format):
     assert processor.apply_chat_template(messages) == "<image>" + expected
     text_only = [{"role": "user", "content": "Hi?"}]
     assert processor.apply_chat_template(text_only, add_generation_prompt=True) == vlm.prompt_format.generation_prompt("Hi?")
+
+
+@pytest.mark.parametrize("vision,family", [("tiny-clip", "hf-clip"), ("tiny-siglip", "hf-siglip"),
+                                           ("tiny-siglip", "timm")])
+def test_other_tower_families(vision, family):
+    """hf-clip / hf-siglip towers are copied, a timm SigLIP trunk converted: generations equal ablate's."""
+    vlm = build(f"vision={vision}", "projector=mlp", f"vision.backbones.0.family={family}")
+    model, processor = build_llava(vlm)
+    assert model.config.vision_feature_select_strategy == ("default" if vision == "tiny-clip" else "full")
+    assert check_logits(vlm, model, processor) < 1e-4
+    assert_same_generations(vlm, model, processor)
+
+
+def test_hidden_act_names():
+    from open_clip.transformer import QuickGELU
+
+    from ablate.export.towers import Unsupported, hidden_act
+
+    assert hidden_act(QuickGELU(), "t") == "quick_gelu"
+    assert hidden_act(torch.nn.GELU(), "t") == "gelu"
+    assert hidden_act(torch.nn.GELU(approximate="tanh"), "t") == "gelu_pytorch_tanh"
+    with pytest.raises(Unsupported, match="t: MLP activation SiLU has no exact HF hidden_act"):
+        hidden_act(torch.nn.SiLU(), "t")
