@@ -20,7 +20,9 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg}); expected the file ablate wrote") from None
+        from ablate.export.towers import ExportError
+
+        raise ExportError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg}); expected the file ablate wrote") from None
     return data if isinstance(data, dict) else {}
 
 

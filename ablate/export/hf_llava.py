@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ablate.export.towers import Tower, Unsupported, convert_tower
+from ablate.export.towers import ExportError, Tower, Unsupported, convert_tower
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,10 @@ def build_llava(vlm: Any) -> tuple[Any, Any]:
                          vision_feature_select_strategy=_strategy(tower), vision_feature_layer=-1,
                          multimodal_projector_bias=True,
                          tie_word_embeddings=bool(getattr(llm.config, "tie_word_embeddings", False)))
-    model = LlavaForConditionalGeneration(config).eval()
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every weight is overwritten below (a 7B LM need not be random-initialized first)
+        model = LlavaForConditionalGeneration(config).eval()
     _load(model.model.vision_tower, tower.state, allowed_missing=("post_layernorm", "head."), what="vision tower")
     _load_projector(model.model.multi_modal_projector, vlm.projector, str(cfg.projector.id))
     lm_state = {k: v for k, v in base.state_dict().items()}
@@ -205,7 +208,7 @@ def _load(module: nn.Module, state: dict[str, torch.Tensor], *, allowed_missing:
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(allowed_missing)]
     if missing or unexpected:
-        raise RuntimeError(f"export {FORMAT}: {what} weights do not fit: missing {missing[:5]}, unexpected "
+        raise ExportError(f"export {FORMAT}: {what} weights do not fit: missing {missing[:5]}, unexpected "
                            f"{unexpected[:5]}")
 
 
@@ -257,7 +260,7 @@ def check_logits(vlm: Any, model: Any, processor: Any, *, atol: float = 1e-4) ->
     theirs = model(**inputs).logits.float()[..., :ours.shape[-1]]
     diff = float((ours - theirs).abs().max())
     if not diff <= atol * max(1.0, float(ours.abs().max())):
-        raise RuntimeError(f"export {FORMAT}: the Llava model's logits differ from ablate's by {diff:.3g} on a probe "
+        raise ExportError(f"export {FORMAT}: the Llava model's logits differ from ablate's by {diff:.3g} on a probe "
                            f"(tolerance {atol:g}); not writing a model that generates differently")
     return diff
 
@@ -276,6 +279,23 @@ _DTYPES = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16,
            "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def check_out_dir(run_dir: Path, out: Path) -> None:
+    """``out`` may be new, empty or an earlier hf-llava export (it is replaced); anything else is refused."""
+    out_r, run_r = out.resolve(), run_dir.resolve()
+    if out_r == run_r or run_r.is_relative_to(out_r) or out_r.is_relative_to(run_r):
+        raise ExportError(f"export {FORMAT}: --out {out}: overlaps the run directory {run_dir}; expected a folder "
+                          "outside it")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        config = out / "config.json"
+        try:
+            earlier = json.loads(config.read_text()).get("model_type") == "llava" and (out / "README.md").is_file()
+        except (OSError, ValueError):
+            earlier = False
+        if not earlier:
+            raise ExportError(f"export {FORMAT}: --out {out}: exists and is not an earlier hf-llava export (no llava "
+                              "config.json + README.md); expected a new or empty folder (nothing was deleted)")
+
+
 def export_hf_llava(run_dir: Path, out: Path, *, dtype: str = "auto", verify: bool = True) -> Path:
     """Write ``out`` (a Llava folder + README.md model card) from the trained model of ``run_dir``."""
     from omegaconf import OmegaConf
@@ -283,6 +303,7 @@ def export_hf_llava(run_dir: Path, out: Path, *, dtype: str = "auto", verify: bo
     from ablate.export.card import model_card
     from ablate.models.vlm import CONFIG_FILE, VLM
 
+    check_out_dir(run_dir, out)
     model_dir = run_dir / "model"
     if not (model_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{model_dir}: no trained model (expected {model_dir / CONFIG_FILE}, written when the "
@@ -317,7 +338,7 @@ def cli_export(args: Any) -> int:
     out = Path(args.out)
     try:
         export_hf_llava(run_dir, out, dtype=args.dtype, verify=not args.no_verify)
-    except (Unsupported, FileNotFoundError) as exc:
+    except (ExportError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"exported {run_dir} as {FORMAT} to {out} (load with LlavaForConditionalGeneration.from_pretrained("

@@ -27,7 +27,11 @@ import torch
 from torch import nn
 
 
-class Unsupported(ValueError):
+class ExportError(ValueError):
+    """An export that cannot be written as asked (one-line message; the CLI prints it and exits 2)."""
+
+
+class Unsupported(ExportError):
     """The design point has a level the export format cannot express (one-line message)."""
 
 

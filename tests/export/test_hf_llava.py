@@ -246,3 +246,19 @@ def test_missing_model_is_one_line(tmp_path, capsys):
     assert cli_main(["export", str(tmp_path / "nope"), "--format", "hf-llava", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no trained model" in err
+
+
+def test_out_dir_that_is_not_an_export_is_never_deleted(tmp_path, capsys):
+    from omegaconf import OmegaConf
+
+    run = tmp_path / "runs" / "x"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.yaml").write_text(OmegaConf.to_yaml(compose("vision=tiny-clip"), resolve=True))
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("keep me")
+    for out in (precious, run, run / "hf"):
+        assert cli_main(["export", str(run), "--format", "hf-llava", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: export hf-llava: --out {out}: ")
+    assert (precious / "thesis.tex").read_text() == "keep me" and (run / "model" / "config.yaml").is_file()
