@@ -92,11 +92,44 @@ def _lm_head(llm: nn.Module, llm_id: str) -> nn.Linear:
     return head
 
 
+def _match_ablate_tokenization(tokenizer: Any) -> None:
+    """Make a (copied) tokenizer give, for ``<image>`` + prompt, ablate's ids: BOS + image + the prompt tokenized
+    alone.  Two tokenizer settings differ from that and are changed (they only matter at those two places):
+
+    - a tokenizer that does not add BOS itself (ablate always prepends it) gets ``add_bos_token=True``, one
+      that adds EOS gets ``add_eos_token=False``;
+    - a SentencePiece-style Metaspace pre-tokenizer with ``prepend_scheme="first"`` (transformers 5's
+      ``LlamaTokenizer`` with ``legacy=False``) gives the text after ``<image>`` no leading ``▁``, while ablate
+      tokenizes the prompt on its own and gets one; ``"always"`` (``legacy=True``) prepends it to the text after
+      a special token too, and is the same as ``"first"`` on text without special tokens.
+    """
+    from tokenizers import pre_tokenizers
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    if isinstance(pre, pre_tokenizers.Metaspace) and pre.prepend_scheme == "first":
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=pre.replacement, prepend_scheme="always",
+                                                         split=pre.split)
+        tokenizer.init_kwargs["legacy"] = True  # LlamaTokenizer rebuilds its pre-tokenizer from legacy on load
+        if hasattr(tokenizer, "legacy"):
+            tokenizer.legacy = True
+    probe = tokenizer("a")["input_ids"]
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    if bos is not None and probe[:1] != [bos] and hasattr(type(tokenizer), "add_bos_token"):
+        tokenizer.add_bos_token = True
+        tokenizer.init_kwargs["add_bos_token"] = True
+    if eos is not None and probe[-1:] == [eos] and hasattr(type(tokenizer), "add_eos_token"):
+        tokenizer.add_eos_token = False
+        tokenizer.init_kwargs["add_eos_token"] = False
+
+
 def _add_image_token(tokenizer: Any, vocab: int) -> tuple[Any, int]:
-    """A copy of the tokenizer with ``<image>`` as a special token; its id."""
+    """A copy of the tokenizer with ``<image>`` as a special token and ablate's BOS / prefix-space behaviour
+    (:func:`_match_ablate_tokenization`); the token's id."""
     from tokenizers import AddedToken
 
     tokenizer = copy.deepcopy(tokenizer)
+    _match_ablate_tokenization(tokenizer)
     if IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([AddedToken(IMAGE_TOKEN, special=True, normalized=False)], special_tokens=True)
     return tokenizer, int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))

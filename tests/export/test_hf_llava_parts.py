@@ -110,3 +110,26 @@ def test_hidden_act_names():
     assert hidden_act(torch.nn.GELU(approximate="tanh"), "t") == "gelu_pytorch_tanh"
     with pytest.raises(Unsupported, match="t: MLP activation SiLU has no exact HF hidden_act"):
         hidden_act(torch.nn.SiLU(), "t")
+
+
+@pytest.mark.parametrize("prompt_format", ["vicuna-v1.5", "llama-2-chat"])
+def test_sentencepiece_style_llama_tokenizer_round_trips(prompt_format, tmp_path):
+    """transformers 5's LlamaTokenizer (Metaspace, prepend_scheme "first", no BOS added by this one): the saved
+    folder, loaded back, still gives ablate's ids (BOS + image + the prompt with its leading ▁) and generations."""
+    from llama_tokenizer import write_llama_tokenizer
+    from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+    from ablate.cli import main as cli_main
+
+    tok_dir = write_llama_tokenizer(tmp_path / "tok")
+    vlm = build("vision=tiny-siglip", "projector=mlp", "llm.tokenizer=null", f"llm.path={tok_dir}",
+                f"llm.prompt_format={prompt_format}")
+    assert type(vlm.tokenizer).__name__ == "LlamaTokenizer"
+    assert vlm.tokenizer.backend_tokenizer.pre_tokenizer.prepend_scheme == "first"
+    run = tmp_path / "runs" / "llama-tok"
+    vlm.save_pretrained(run / "model")
+    assert cli_main(["export", str(run), "--format", "hf-llava", "--out", str(tmp_path / "hf")]) == 0
+    processor = AutoProcessor.from_pretrained(tmp_path / "hf")
+    model = LlavaForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+    check_tokens(vlm, processor, model.config.image_token_index)  # raises on any id difference
+    assert_same_generations(vlm, model, processor, n=8)
