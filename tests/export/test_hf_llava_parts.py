@@ -133,3 +133,24 @@ def test_sentencepiece_style_llama_tokenizer_round_trips(prompt_format, tmp_path
     model = LlavaForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
     check_tokens(vlm, processor, model.config.image_token_index)  # raises on any id difference
     assert_same_generations(vlm, model, processor, n=8)
+
+
+def test_mixed_batch_with_text_only_rows():
+    """Rows without an image: no <image> in the chat template, and ablate's text-only rows generate the same."""
+    vlm = build("vision=tiny-clip", "projector=mlp")
+    model, processor = build_llava(vlm)
+    pics = images(6, seed=9)
+    rows = [pics[0], None, pics[1], None, pics[2], pics[3]]
+    prompts = PROMPTS[:6]
+    ours = vlm.generate_ids(rows, prompts, max_new_tokens=12)
+    texts = [processor.apply_chat_template(
+        [{"role": "user", "content": ([{"type": "image"}] if im is not None else []) + [{"type": "text", "text": p}]}],
+        add_generation_prompt=True) for im, p in zip(rows, prompts, strict=True)]
+    assert [t.startswith("<image>") for t in texts] == [im is not None for im in rows]
+    inputs = processor(images=[im for im in rows if im is not None], text=texts, padding=True, padding_side="left",
+                       return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    eos = processor.tokenizer.eos_token_id
+    theirs = [r[:r.index(eos)] if eos in r else r for r in out[:, inputs["input_ids"].shape[1]:].tolist()]
+    assert theirs == ours
