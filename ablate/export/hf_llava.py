@@ -123,7 +123,7 @@ def _match_ablate_tokenization(tokenizer: Any) -> None:
         tokenizer.init_kwargs["add_eos_token"] = False
 
 
-def _add_image_token(tokenizer: Any, vocab: int) -> tuple[Any, int]:
+def _add_image_token(tokenizer: Any) -> tuple[Any, int]:
     """A copy of the tokenizer with ``<image>`` as a special token and ablate's BOS / prefix-space behaviour
     (:func:`_match_ablate_tokenization`); the token's id."""
     from tokenizers import AddedToken
@@ -188,6 +188,7 @@ def user_message(prompt: str, image: bool) -> list[dict[str, Any]]:
 def build_llava(vlm: Any) -> tuple[Any, Any]:
     """``(LlavaForConditionalGeneration, LlavaProcessor)`` in memory, weights equal to ``vlm``'s."""
     from transformers import GenerationConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers.initialization import no_init_weights
 
     cfg = vlm.cfg
     check_expressible(cfg)
@@ -200,7 +201,7 @@ def build_llava(vlm: Any) -> tuple[Any, Any]:
     llm = _merged_llm(vlm.llm)
     head = _lm_head(llm, str(cfg.llm.id))
     base = getattr(llm, llm.base_model_prefix)
-    tokenizer, image_id = _add_image_token(vlm.tokenizer, head.weight.shape[0])
+    tokenizer, image_id = _add_image_token(vlm.tokenizer)
     vocab = max(int(head.weight.shape[0]), image_id + 1)
     if vocab > head.weight.shape[0]:
         multiple = int(cfg.llm.get("pad_to_multiple_of", 1) or 1)
@@ -214,13 +215,16 @@ def build_llava(vlm: Any) -> tuple[Any, Any]:
                          vision_feature_select_strategy=_strategy(tower), vision_feature_layer=-1,
                          multimodal_projector_bias=True,
                          tie_word_embeddings=bool(getattr(llm.config, "tie_word_embeddings", False)))
-    from transformers.initialization import no_init_weights
-
     with no_init_weights():  # every weight is overwritten below (a 7B LM need not be random-initialized first)
         model = LlavaForConditionalGeneration(config).eval()
     _load(model.model.vision_tower, tower.state, allowed_missing=("post_layernorm", "head."), what="vision tower")
+    with torch.no_grad():  # unused by Llava (pooled output only; ablate pruned it): identity affine, not garbage
+        norm = getattr(model.model.vision_tower, "post_layernorm", None)
+        if norm is not None and "post_layernorm.weight" not in tower.state:
+            norm.weight.fill_(1.0)
+            norm.bias.zero_()
     _load_projector(model.model.multi_modal_projector, vlm.projector, str(cfg.projector.id))
-    lm_state = {k: v for k, v in base.state_dict().items()}
+    lm_state = dict(base.state_dict())
     embed_key = _embed_key(base)
     lm_state[embed_key] = _grown(lm_state[embed_key], vocab, None)
     _load(model.model.language_model, lm_state, allowed_missing=(), what="language model")

@@ -262,3 +262,12 @@ def test_out_dir_that_is_not_an_export_is_never_deleted(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"error: export hf-llava: --out {out}: ")
     assert (precious / "thesis.tex").read_text() == "keep me" and (run / "model" / "config.yaml").is_file()
+
+
+def test_every_saved_weight_is_finite_and_the_unused_post_norm_is_identity(exported):
+    from safetensors.torch import load_file
+
+    state = load_file(str(exported["out"] / "model.safetensors"))
+    assert all(bool(torch.isfinite(t).all()) for t in state.values())
+    w = next(v for k, v in state.items() if k.endswith("vision_tower.post_layernorm.weight"))
+    assert bool((w == 1).all())
