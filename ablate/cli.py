@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a trained run as a transformers model folder (hf-llava)")
     x.add_argument("run", help="runs/<run_key> (its model/ folder is exported)")
     x.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="hf-llava = LlavaForConditionalGeneration")
-    x.add_argument("--out", required=True, help="folder to write (replaced if it exists)")
+    x.add_argument("--out", required=True, help="new or empty folder, or an earlier export (replaced)")
     x.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
                    help="weights dtype (auto = the dtype the run saved)")
     x.add_argument("--no-verify", action="store_true", help="skip the logits check against ablate on a probe")

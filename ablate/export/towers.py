@@ -14,8 +14,8 @@ and SigLIP capture it).  Conversions, checked module by module (anything else is
   ``qkv`` split into q/k/v;
 - ``hf-clip`` / ``hf-siglip`` branches are HF models already: copied with the kept layer count.
 
-The activation is read from the built module itself (open_clip's ``QuickGELU`` -> ``quick_gelu``, exact
-``nn.GELU`` -> ``gelu``, tanh ``nn.GELU`` -> ``gelu_pytorch_tanh``), never from the backbone's name.
+The activation is read from the built module itself, by running it (QuickGELU -> ``quick_gelu``, exact GELU
+-> ``gelu``, tanh GELU -> ``gelu_pytorch_tanh``), never from the backbone's name or the module's class.
 """
 
 from __future__ import annotations
@@ -45,16 +45,22 @@ class Tower:
     num_prefix_tokens: int  # tokens before the patches that ablate drops (CLS: 1, SigLIP: 0)
 
 
-def hidden_act(act: nn.Module, what: str) -> str:
-    """The HF ``hidden_act`` name that computes exactly what module ``act`` computes."""
-    from open_clip.transformer import QuickGELU
+_HF_ACTS = ("gelu", "quick_gelu", "gelu_pytorch_tanh")
 
-    if isinstance(act, QuickGELU):
-        return "quick_gelu"
-    if type(act) is nn.GELU:
-        return {"none": "gelu", "tanh": "gelu_pytorch_tanh"}[act.approximate]
+
+def hidden_act(act: nn.Module, what: str) -> str:
+    """The HF ``hidden_act`` that computes what module ``act`` computes, found by running both on a grid of
+    inputs (so any implementation of QuickGELU / GELU / tanh-GELU is recognized, whatever its class name)."""
+    from transformers.activations import ACT2FN
+
+    x = torch.linspace(-8.0, 8.0, 4001, dtype=torch.float64)
+    with torch.no_grad():
+        y = act(x)
+        for name in _HF_ACTS:
+            if torch.allclose(ACT2FN[name](x), y, rtol=0, atol=1e-7):
+                return name
     raise Unsupported(f"{what}: MLP activation {type(act).__name__} has no exact HF hidden_act "
-                      "(supported: QuickGELU, GELU, tanh-GELU)")
+                      f"(supported: {', '.join(_HF_ACTS)})")
 
 
 def _identity(module: Any) -> bool:

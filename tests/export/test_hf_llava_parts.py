@@ -108,6 +108,11 @@ def test_hidden_act_names():
     assert hidden_act(QuickGELU(), "t") == "quick_gelu"
     assert hidden_act(torch.nn.GELU(), "t") == "gelu"
     assert hidden_act(torch.nn.GELU(approximate="tanh"), "t") == "gelu_pytorch_tanh"
+    class OwnQuickGELU(torch.nn.Module):  # another implementation (as a config-driven activation may be)
+        def forward(self, x):
+            return x * torch.sigmoid(1.702 * x)
+
+    assert hidden_act(OwnQuickGELU(), "t") == "quick_gelu"
     with pytest.raises(Unsupported, match="t: MLP activation SiLU has no exact HF hidden_act"):
         hidden_act(torch.nn.SiLU(), "t")
 
