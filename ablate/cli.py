@@ -22,10 +22,13 @@ COMMANDS: dict[str, str] = {
     "data synth": "ablate.data.synthetic:cli_synth",
     "data check": "ablate.data.check:cli_check",
     "describe": "ablate.describe:cli_describe",
+    "export": "ablate.export:cli_export",
 }
 
 
 def _parser() -> argparse.ArgumentParser:
+    from ablate.export import FORMATS as EXPORT_FORMATS  # a plain dict (no torch)
+
     p = argparse.ArgumentParser(prog="ablate", description="Design-space ablation studies of vision-language models.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -71,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     de.add_argument("overrides", nargs="*", help="Hydra overrides (of the point, or of every study point)")
     de.add_argument("--study", help="a study file or folder: describe every unique run")
     de.add_argument("--json", action="store_true", help="print the facts as JSON")
+
+    x = sub.add_parser("export", help="write a trained run as a transformers model folder (hf-llava)")
+    x.add_argument("run", help="runs/<run_key> (its model/ folder is exported)")
+    x.add_argument("--format", required=True, choices=sorted(EXPORT_FORMATS), help="hf-llava = LlavaForConditionalGeneration")
+    x.add_argument("--out", required=True, help="new or empty folder, or an earlier export (replaced)")
+    x.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
+                   help="weights dtype (auto = the dtype the run saved)")
+    x.add_argument("--no-verify", action="store_true", help="skip the logits check against ablate on a probe")
 
     da = sub.add_parser("data", help="synthetic data and data-root checks")
     dsub = da.add_subparsers(dest="data_command", metavar="ACTION", required=True)
