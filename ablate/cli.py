@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("--seed", type=int, default=0)
     dc = dsub.add_parser("check", help="validate a data root and print counts per file")
     dc.add_argument("root")
+    dc.add_argument("--decode", choices=("sample", "all", "none"), default="sample",
+                    help="training images decoded fully: a fixed-seed sample of 1000 per file (default), all, "
+                         "or none (benchmark images are always decoded)")
+    dc.add_argument("--max-image-pixels", type=int, default=40_000_000,
+                    help="images with more pixels are reported (data.max_image_pixels; 0 = no limit)")
     return p
 
 

@@ -35,7 +35,7 @@ from typing import Any
 import submitit
 from submitit.helpers import Checkpointable
 
-from ablate.config import ConfigError
+from ablate.config import ConfigError, check_launcher_strings
 from ablate.job import DONE, write_atomic
 
 DEFAULT_BODY = "ablate.job:run_point"
@@ -123,6 +123,7 @@ def master_port_setup() -> str:
 
 
 def _slurm_executor(launcher: Any, folder: Path) -> submitit.Executor:
+    check_launcher_strings(launcher)  # validate() did already; the sbatch script is never written unchecked
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(launcher.max_requeues))
     setup = [str(s) for s in launcher.setup]
     if int(launcher.nodes) * int(launcher.tasks_per_node) > 1:

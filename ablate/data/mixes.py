@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.data.llava import DataStats, LlavaDataset, Record, read_records
+from ablate.data.untrusted import DEFAULT_MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 STAGE_DATA = ("align", "finetune")
@@ -120,7 +121,8 @@ def build_dataset(cfg: Any, stage_data: str, tokenizer: Any, prompt_format: Any,
     """``build_mix`` + tokenization: the dataset a training stage iterates."""
     mix = build_mix(cfg, stage_data, stats=stats)
     return LlavaDataset(mix.records, tokenizer, prompt_format, image_transform, max_length=cfg.llm.max_length,
-                        on_bad_example=cfg.data.on_bad_example, stats=mix.stats)
+                        on_bad_example=cfg.data.on_bad_example, stats=mix.stats,
+                        max_image_pixels=cfg.data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
 
 
 def steps_for(n_examples: int, global_batch: int, epochs: float, *, max_steps: int | None = None) -> int:
