@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one design point locally into runs/<run_key>/")
     t.add_argument("overrides", nargs="*", help="Hydra overrides")
+    t.add_argument("--wait", action="store_true",
+                   help="if another process is training the same run, wait for it instead of exiting")
 
     e = sub.add_parser("eval", help="evaluate a run directory or checkpoint on benchmarks")
     e.add_argument("target", help="runs/<run_key> or a model directory")
