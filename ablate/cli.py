@@ -91,7 +91,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     seen: dict[str, str] = {}
     total = 0
     for study in load_studies(args.study):
-        points = expand(study, overrides)
+        points = expand(study, overrides, keep_config=False)
         axes = sorted({k for p in points for k in p.axes})
         print(f"study {study.name} ({study.path}, mode {study.mode}): {len(points)} points")
         header = ["run_key", "seed", "name", *axes]

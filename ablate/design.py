@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import pickle
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -77,6 +79,22 @@ def _compose_groups(group_overrides: tuple[str, ...]) -> Any:
     return hydra_compose(config_name="config", overrides=list(group_overrides))
 
 
+@cache
+def _base_bytes(group_overrides: tuple[str, ...]) -> bytes:
+    """The composed config of one group choice, pickled once: unpickling a copy is ~4x faster than
+    ``copy.deepcopy`` of a DictConfig (the bulk of expanding a large value-only grid)."""
+    return pickle.dumps(_compose_groups(group_overrides))
+
+
+@cache
+def _parsed(value_override: str) -> Any:
+    """One value override parsed by Hydra's grammar (cached: a grid repeats every level many times)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    (ov,) = OverridesParser.create().parse_overrides([value_override])
+    return ov
+
+
 def _is_group_override(ov: str) -> bool:
     key = ov.partition("=")[0]
     return ov[:1] in "+~" or key.split("@")[0] in ALL_GROUPS or key.startswith("hydra")
@@ -91,7 +109,6 @@ def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     """
     import copy
 
-    from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
     overrides = list(overrides)
@@ -99,12 +116,12 @@ def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     groups = tuple(o for o in overrides if _is_group_override(o))
     values = [o for o in overrides if not _is_group_override(o)]
     try:
-        cfg = copy.deepcopy(_compose_groups(groups))
-        for ov in OverridesParser.create().parse_overrides(values):
+        cfg = pickle.loads(_base_bytes(groups))
+        for ov in map(_parsed, values):
             if ov.is_sweep_override():
                 raise ConfigError(f"{ov.key_or_group}: invalid value {ov.input_line!r}; expected one value, "
                                   "not a sweep (sweeps belong in a study's axes)")
-            value = ov.value()
+            value = copy.deepcopy(ov.value())  # the parsed override is cached: never share its containers
             # containers merge into their typed nodes (a list of dicts becomes a list of DataSource, ...)
             OmegaConf.update(cfg, ov.key_or_group, value, merge=isinstance(value, dict | list))
         OmegaConf.resolve(cfg)
@@ -188,10 +205,13 @@ class DesignPoint:
 
     @classmethod
     def build(cls, name: str, overrides: Sequence[str], seed: int, scalar_axes: Iterable[str] = ()) -> DesignPoint:
+        from omegaconf import OmegaConf
+
         ovs = (*overrides, f"{SEED_KEY}={seed}")
         cfg = compose(ovs)
+        plain = OmegaConf.to_container(cfg, resolve=True)  # once for both keys
         return cls(name=name, axes=axis_levels(cfg, scalar_axes), seed=seed, overrides=tuple(ovs), config=cfg,
-                   run_key=run_key(cfg), design_key=design_key(cfg))
+                   run_key=run_key(plain), design_key=design_key(plain))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "run_key": self.run_key, "design_key": self.design_key, "seed": self.seed,
@@ -370,8 +390,14 @@ def _check_clash(study: Study, plain: Sequence[str], cli_sweeps: Mapping[str, li
                               "(change the study's axes instead)")
 
 
-def expand(study: Study, overrides: Sequence[str] = ()) -> list[DesignPoint]:
-    """All design points of a study (every seed), composed and validated; the first error stops it all."""
+PROGRESS_FROM = 200  # studies with at least this many points show a progress bar while they expand
+
+
+def expand(study: Study, overrides: Sequence[str] = (), *, keep_config: bool = True) -> list[DesignPoint]:
+    """All design points of a study (every seed), composed and validated; the first error stops it all.
+
+    ``keep_config=False`` (dry runs) drops each point's composed config once its keys are known, so a
+    5,000-point grid does not hold 5,000 configs."""
     plain, cli_sweeps = _split_cli(overrides)
     _check_clash(study, plain, cli_sweeps)
     base = [f"{k}={v}" for k, v in study.baseline.items()] + study.overrides + plain
@@ -383,12 +409,21 @@ def expand(study: Study, overrides: Sequence[str] = ()) -> list[DesignPoint]:
                  for n, ovs in named.items() for combo in itertools.product(*(cli_sweeps[k] for k in keys))}
     scalar = sorted({*study.scalar_axes, *(k for k in cli_sweeps if "." in k)})
     points = []
-    for name, ovs in named.items():
-        for seed in study.seeds:
-            try:
-                points.append(DesignPoint.build(name, [*base, *(f"{k}={v}" for k, v in ovs.items())], seed, scalar))
-            except ConfigError as exc:
-                raise ConfigError(f"{study.path}: point {name!r} (seed {seed}): {exc}") from None
+    total = len(named) * len(study.seeds)
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=f"expand {study.name}", unit="point", file=sys.stderr, mininterval=1.0,
+              disable=total < PROGRESS_FROM, leave=False) as bar:
+        for name, ovs in named.items():
+            for seed in study.seeds:
+                try:
+                    point = DesignPoint.build(name, [*base, *(f"{k}={v}" for k, v in ovs.items())], seed, scalar)
+                except ConfigError as exc:
+                    raise ConfigError(f"{study.path}: point {name!r} (seed {seed}): {exc}") from None
+                if not keep_config:
+                    point.config = None
+                points.append(point)
+                bar.update(1)
     return points
 
 
