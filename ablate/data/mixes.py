@@ -91,6 +91,28 @@ def missing_files(data_cfg: Any, stage_data: str | None = None) -> list[str]:
     return missing
 
 
+PREFLIGHT_MAX_BYTES = 64 << 20  # JSON files up to this size are parsed before any model is built
+
+
+def preflight(data_cfg: Any) -> None:
+    """Fail fast, before the slow start-up (model build, weights): every missing source of both stages in one
+    error, and malformed JSON in the sources small enough to parse twice (the large ones fail when read, with
+    the same one-line message).  A synthetic root that is not generated yet is skipped (it will be)."""
+    from ablate.data.llava import load_json
+
+    if getattr(data_cfg, "synthetic", None) and not (Path(data_cfg.root) / "instruct.json").exists():
+        return
+    missing = missing_files(data_cfg)
+    if missing:
+        raise MissingDataError(f"data mix {data_cfg.id!r} under root {data_cfg.root!r}: {len(missing)} missing: "
+                               + "; ".join(missing))
+    for stage in STAGE_DATA:
+        for src in _sources(data_cfg, stage):
+            path = Path(data_cfg.root) / src.json
+            if path.stat().st_size <= PREFLIGHT_MAX_BYTES:
+                load_json(path)
+
+
 def build_mix(cfg: Any, stage_data: str, *, stats: DataStats | None = None, check_images: bool = True) -> Mix:
     """The validated records of ``cfg.data``'s ``stage_data`` sources (``align`` or ``finetune``)."""
     data = cfg.data

@@ -369,6 +369,8 @@ def _save_final(model: nn.Module, out: Path) -> None:
 def cli_train(args: argparse.Namespace) -> int:
     """``ablate train [overrides]``: compose, write runs/<run_key>/config.yaml (+ point.json), train locally."""
     from ablate.config import ConfigError
+    from ablate.data.llava import BadDataError
+    from ablate.data.mixes import MissingDataError, preflight
     from ablate.design import compose, design_key, run_key
     from ablate.job import RunDirError, check_writable, run_lock
 
@@ -378,10 +380,11 @@ def cli_train(args: argparse.Namespace) -> int:
     run_dir = Path(cfg.runtime.runs_dir) / key
     is_main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0  # torchrun / srun ranks
     try:
+        preflight(cfg.data)  # missing files / malformed JSON before the slow start-up
         with run_lock(run_dir, wait=bool(getattr(args, "wait", False))) if is_main else contextlib.nullcontext():
             check_writable(run_dir / "checkpoints")  # now, not at the first save runtime.checkpoint_every steps in
             return _cli_train_locked(cfg, key, dkey, run_dir, is_main)
-    except RunDirError as exc:
+    except (RunDirError, BadDataError, MissingDataError) as exc:
         raise ConfigError(str(exc)) from None  # one line, exit 2
 
 
