@@ -106,7 +106,7 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
             alpha: float = ALPHA, example_methods: tuple[str, ...] = EXAMPLE_METHODS,
             omitted: list[dict[str, str]] | None = None) -> pd.DataFrame:
     """Every comparison x every test, one row each, with raw and adjusted p-values and flags.  Tests that
-    cannot be run (a run without examples on a benchmark, unfinished runs) are appended to ``omitted``
+    cannot be run (a run without a benchmark's score or examples, unfinished runs) are appended to ``omitted``
     as {comparison, benchmark, test, why}; the rest are run."""
     scores = _model_scores(results)
     benchmarks = sorted(scores["benchmark"].unique())
@@ -114,12 +114,26 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
     ex_benchmarks = sorted(set(results.examples["benchmark"].astype(str))) if len(results.examples) else []
     out: list[stats.TestResult] = []
     per_example_pairs: list[tuple[str, str, str]] = []
+    left = omitted if omitted is not None else []
+    scored = set(zip(scores["model"], scores["benchmark"], strict=True))
+    all_benchmarks = benchmarks
     for comp in comparison_pairs(results):
         name, pairs = comp["name"], comp["pairs"]
         if not pairs:
             log.warning("comparison %s: no pair of finished runs; skipped", name)
             continue
         run_pairs = [(a, b) for a, b, _ in pairs]
+        # across-benchmark tests use the benchmarks every run of the comparison has a score on (listed if not)
+        benchmarks = []
+        for bench in all_benchmarks:
+            lacking = sorted({k for pair in run_pairs for k in pair if (k, bench) not in scored})
+            if lacking:
+                left.append({"comparison": name, "benchmark": bench, "test": "across benchmarks",
+                             "why": f"run(s) {', '.join(lacking)} have no {bench} score (results.json)"})
+            else:
+                benchmarks.append(bench)
+        if not benchmarks:
+            continue
         extras = {"axis": comp["axis"], "paper_p": comp["paper_p"], "pairs": len(run_pairs),
                   "seeds": len({s for _, _, s in pairs})}
         found = [stats.prismatic_test(wide, run_pairs, benchmarks, comparison=name, alpha=alpha)]
@@ -133,7 +147,6 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
             res.extras.update(extras)
         out += found
         per_example_pairs += [(name, a, b) for a, b in run_pairs]
-    left = omitted if omitted is not None else []
     left += [{"comparison": c["name"], "benchmark": "", "test": "all",
               "why": f"{c['missing']} point pair(s) x seed without two finished runs"}
              for c in comparison_pairs(results) if c["missing"]]

@@ -54,3 +54,25 @@ def test_report_with_a_missing_benchmark_reports_the_rest_and_lists_what_was_lef
     assert f"naive_vs_letterbox — per-example (pooled) on pope: {why}" in (out / "report.md").read_text()
     assert len(pd.read_csv(out / "omitted.csv")) == 6 and "<h2>Left out</h2><ul><li>" in (out / "report.html").read_text()
     assert _digest(runs) == before
+
+
+def test_report_with_a_missing_benchmark_score_tests_the_other_benchmarks(fixture_study, tmp_path: Path) -> None:
+    import json
+
+    runs = tmp_path / "runs"
+    shutil.copytree(fixture_study["runs_dir"], runs)
+    lacking = fixture_study["points"][0].run_key
+    res_file = runs / lacking / "results.json"
+    res = json.loads(res_file.read_text())
+    del res["scores"]["pope"]
+    res_file.write_text(json.dumps(res))
+    before = _digest(runs)
+    results = collect(fixture_study["study"], studies_dir=fixture_study["studies_dir"], runs_dir=runs,
+                      tracking_uri=fixture_study["uri"], out=tmp_path / "tables")
+    omitted: list[dict[str, str]] = []
+    tests = analyse(results, n_resamples=200, omitted=omitted)
+    across = [o for o in omitted if o["test"] == "across benchmarks"]
+    assert len(across) == 3 and {o["why"] for o in across} == {f"run(s) {lacking} have no pope score (results.json)"}
+    prismatic = tests[tests["method"] == "prismatic-t"]
+    assert len(prismatic) == 3 and (prismatic["n"] > 0).all()  # every comparison still tested on gqa + vsr
+    assert _digest(runs) == before
