@@ -187,11 +187,14 @@ def verify(folder: str | Path) -> None:
         file = folder / name
         if not file.is_file():
             raise CheckpointError(f"{file}: missing; the manifest lists it ({want['size']} bytes)")
-        size = file.stat().st_size
-        if size != want["size"]:
-            raise CheckpointError(f"{file}: {size} bytes; expected {want['size']} (manifest): truncated or altered")
-        if _sha256(file) != want["sha256"]:
-            raise CheckpointError(f"{file}: SHA-256 differs from the manifest; expected {want['sha256'][:12]}...")
+        try:
+            size = file.stat().st_size
+            if size != want["size"]:
+                raise CheckpointError(f"{file}: {size} bytes; expected {want['size']} (manifest): truncated or altered")
+            if _sha256(file) != want["sha256"]:
+                raise CheckpointError(f"{file}: SHA-256 differs from the manifest; expected {want['sha256'][:12]}...")
+        except OSError as exc:  # e.g. set aside by rank 0 while this rank was reading it
+            raise CheckpointError(f"{file}: unreadable ({type(exc).__name__}: {exc.strerror or exc})") from None
     _VERIFIED.add(key)
 
 
