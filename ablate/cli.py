@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one design point locally into runs/<run_key>/")
     t.add_argument("overrides", nargs="*", help="Hydra overrides")
+    t.add_argument("--wait", action="store_true",
+                   help="if another process is training the same run, wait for it instead of exiting")
 
     e = sub.add_parser("eval", help="evaluate a run directory or checkpoint on benchmarks")
     e.add_argument("target", help="runs/<run_key> or a model directory")
@@ -91,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("--seed", type=int, default=0)
     dc = dsub.add_parser("check", help="validate a data root and print counts per file")
     dc.add_argument("root")
+    dc.add_argument("--decode", choices=("sample", "all", "none"), default="sample",
+                    help="training images decoded fully: a fixed-seed sample of 1000 per file (default), all, "
+                         "or none (benchmark images are always decoded)")
+    dc.add_argument("--max-image-pixels", type=int, default=40_000_000,
+                    help="images with more pixels are reported (data.max_image_pixels; 0 = no limit)")
     return p
 
 
@@ -101,7 +108,7 @@ def _dry_run(args: argparse.Namespace) -> int:
     seen: dict[str, str] = {}
     total = 0
     for study in load_studies(args.study):
-        points = expand(study, overrides)
+        points = expand(study, overrides, keep_config=False)
         axes = sorted({k for p in points for k in p.axes})
         print(f"study {study.name} ({study.path}, mode {study.mode}): {len(points)} points")
         header = ["run_key", "seed", "name", *axes]

@@ -10,6 +10,7 @@ Nothing in this module imports torch: the CLI's dry runs and ``--help`` stay fas
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,9 @@ class DataConfig:
     finetune: list[DataSource] = field(default_factory=list)
     cotraining: bool = True  # keep language-only examples in finetune
     on_bad_example: str = "skip"  # skip | fail
+    # images with more pixels are bad examples (named, then skipped or failed by on_bad_example); null = no
+    # limit.  Not part of the run identity (a safety limit; what it skipped is counted in data_stats.json)
+    max_image_pixels: int | None = 40_000_000  # = ablate.data.untrusted.DEFAULT_MAX_IMAGE_PIXELS
     synthetic: dict[str, Any] | None = None  # shapes world: {size, seed}; generated under root if missing
 
 
@@ -282,6 +286,30 @@ BACKBONE_FAMILIES = ("open_clip", "hf-clip", "hf-siglip", "hf-dinov2", "timm", "
 LAUNCHERS = ("local", "slurm", "debug")
 
 
+# Strings that reach the sbatch script (one ``#SBATCH --key=value`` line each): a newline there would start a
+# shell line, so they are held to SLURM's own name syntax before anything is submitted (docs/reliability.md).
+SLURM_NAME = re.compile(r"[A-Za-z0-9_.+-]+(,[A-Za-z0-9_.+-]+)*", re.ASCII)  # partition / account / qos (lists)
+SLURM_NAME_ALLOWED = "letters, digits, '_', '.', '+', '-' (comma-separated list)"
+SBATCH_KEY = re.compile(r"[a-z][a-z0-9_-]*", re.ASCII)
+SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:=@%+/*&|!<>()\[\]-]*", re.ASCII)
+SBATCH_VALUE_ALLOWED = "letters, digits and _.,:=@%+/*&|!<>()[]- (no spaces, quotes, '$', ';' or control characters)"
+
+
+def check_launcher_strings(launcher: Any) -> None:
+    """Every launcher string that ends up in the sbatch script, against a strict pattern (one-line error)."""
+    for key in ("partition", "account", "qos"):
+        value = launcher.get(key) if hasattr(launcher, "get") else getattr(launcher, key, None)
+        if value is not None and not SLURM_NAME.fullmatch(str(value)):
+            raise ConfigError(f"launcher.{key}: invalid value {str(value)!r}; allowed: {SLURM_NAME_ALLOWED}")
+    extra = launcher.get("extra") if hasattr(launcher, "get") else getattr(launcher, "extra", None)
+    for key, value in dict(extra or {}).items():
+        if not SBATCH_KEY.fullmatch(str(key)):
+            raise ConfigError(f"launcher.extra: invalid key {str(key)!r}; allowed: an sbatch option name "
+                              "(lower-case letters, digits, '_', '-')")
+        if not isinstance(value, bool | int | float) and not SBATCH_VALUE.fullmatch(str(value)):
+            raise ConfigError(f"launcher.extra.{key}: invalid value {str(value)!r}; allowed: {SBATCH_VALUE_ALLOWED}")
+
+
 def _allowed(key: str, value: Any, allowed: tuple | list) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}: invalid value {value!r}; allowed: {', '.join(map(str, allowed))}")
@@ -367,9 +395,16 @@ def validate(cfg: Any) -> None:
 
     t = cfg.train
     _check(t.epochs > 0, "train.epochs", t.epochs, "> 0 (fractional epochs are step budgets)")
+    _check(t.max_steps is None or t.max_steps >= 1, "train.max_steps", t.max_steps, ">= 1, or null (no cap)")
     for name in ("align", "finetune"):
         h = getattr(t, name)
         _check(h.lr > 0, f"train.{name}.lr", h.lr, "> 0")
+        _check(h.per_device_batch >= 1, f"train.{name}.per_device_batch", h.per_device_batch, ">= 1")
+        _check(h.global_batch >= 1, f"train.{name}.global_batch", h.global_batch, ">= 1")
+        _check(h.epochs is None or h.epochs > 0, f"train.{name}.epochs", h.epochs, "> 0, or null (= train.epochs)")
+        _check(0 <= h.warmup_ratio < 1, f"train.{name}.warmup_ratio", h.warmup_ratio, "in [0, 1)")
+        _check(h.weight_decay >= 0, f"train.{name}.weight_decay", h.weight_decay, ">= 0")
+        _check(h.max_grad_norm > 0, f"train.{name}.max_grad_norm", h.max_grad_norm, "> 0")
         _check(h.global_batch % h.per_device_batch == 0, f"train.{name}.global_batch", h.global_batch,
                f"a multiple of train.{name}.per_device_batch={h.per_device_batch}")
     _allowed("train.precision", t.precision, ("bf16", "fp32"))
@@ -377,8 +412,19 @@ def validate(cfg: Any) -> None:
     _allowed("eval.precision", cfg.eval.precision, ("bf16", "fp32"))
     _allowed("train.sharding", t.sharding, ("full", "grad-op", "none"))
     _allowed("data.on_bad_example", cfg.data.on_bad_example, ("skip", "fail"))
+    mp = cfg.data.get("max_image_pixels")
+    _check(mp is None or mp >= 1, "data.max_image_pixels", mp, "a positive number of pixels, or null (no limit)")
     _allowed("eval.closed_set", cfg.eval.closed_set, ("prob", "generate"))
     _allowed("launcher", cfg.launcher.id, LAUNCHERS)
+    check_launcher_strings(cfg.launcher)
     _check(cfg.launcher.tasks_per_node >= 1, "launcher.tasks_per_node", cfg.launcher.tasks_per_node, ">= 1")
+    rt, ev = cfg.runtime, cfg.eval
+    for key in ("log_every", "checkpoint_every", "keep_last"):
+        _check(rt[key] >= 1, f"runtime.{key}", rt[key], ">= 1")
+    _check(rt.num_workers >= 0, "runtime.num_workers", rt.num_workers, ">= 0")
+    _check(ev.limit is None or ev.limit >= 1, "eval.limit", ev.limit, ">= 1, or null (every example)")
+    _check(ev.batch_size >= 1, "eval.batch_size", ev.batch_size, ">= 1")
+    _check(ev.max_new_tokens >= 1, "eval.max_new_tokens", ev.max_new_tokens, ">= 1")
+    _check(cfg.llm.max_length >= 1, "llm.max_length", cfg.llm.max_length, ">= 1")
     _check(cfg.runtime.dist_timeout_s > 0, "runtime.dist_timeout_s", cfg.runtime.dist_timeout_s,
            "> 0 (seconds a rank waits for the others)")

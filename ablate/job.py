@@ -29,8 +29,8 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,75 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+# ------------------------------------------------------------------------------------- run lock, writability
+LOCK = "LOCK"
+
+
+class RunDirError(RuntimeError):
+    """A run directory is held by another process, or cannot be written; one line naming it and the holder."""
+
+
+def _holder(lock: Path) -> str:
+    try:
+        info = json.loads(lock.read_text())
+        return (f"pid {info.get('pid')} on host {info.get('host')} (job {info.get('job_id')}, since "
+                f"{info.get('time')})")
+    except (OSError, ValueError, AttributeError):
+        return "another process (its lock file names no holder yet)"
+
+
+@contextmanager
+def run_lock(run_dir: str | Path, *, wait: bool = False, poll_s: float = 1.0) -> Iterator[None]:
+    """Hold ``run_dir/LOCK`` (an flock: released when this process ends, even on SIGKILL or a SLURM requeue)
+    while a run trains; a second process for the same run key raises RunDirError saying who holds it, or
+    with ``wait`` blocks until the holder ends."""
+    import fcntl
+
+    run_dir = Path(run_dir)
+    lock = run_dir / LOCK
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a+")  # noqa: SIM115 (held for the run's lifetime)
+    except OSError as exc:
+        raise RunDirError(f"{run_dir}: not writable ({type(exc).__name__}: {exc.strerror or exc}); expected a "
+                          "folder this user can write (checkpoints and results are written there)") from None
+    try:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait:
+                    raise RunDirError(f"{run_dir}: run is already in progress, held by {_holder(lock)} "
+                                      f"(lock {lock}); expected one process per run key (wait for it to end, "
+                                      "or pass --wait)") from None
+                time.sleep(poll_s)
+        info = attempt_info()
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps({k: info[k] for k in ("host", "pid", "job_id", "time")}))
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # releases the flock
+
+
+def check_writable(folder: str | Path, why: str = "checkpoints and results are written there") -> None:
+    """Create ``folder`` and write, fsync and delete a probe file in it; RunDirError (one line) if that fails."""
+    folder = Path(folder)
+    probe = folder / f".write-probe-{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(probe, "w") as f:
+            f.write("ok")
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as exc:
+        raise RunDirError(f"{folder}: not writable ({type(exc).__name__}: {exc.strerror or exc}); expected a "
+                          f"folder this user can write ({why})") from None
+
+
 # ---------------------------------------------------------------------------------------------- run dir
 def prepare_run_dir(run_dir: Path, cfg: Any, point: Mapping[str, Any]) -> None:
     """Write config.yaml and point.json (the studies that use this run accumulate) and log this attempt."""
@@ -245,7 +314,17 @@ def execute(point: Mapping[str, Any], *, train: TrainFn, evaluate: EvaluateFn, t
 def _execute(point: Mapping[str, Any], cfg: Any, run_dir: Path, run_key: str, *, train: TrainFn,
              evaluate: EvaluateFn, tracker: TrackerFactory) -> str:
     rank, world = init_distributed(dist_timeout_s(cfg))
+    # rank 0 holds the run's lock until DONE (a twin job of the same run key stops here, naming the holder)
+    lock = run_lock(run_dir) if rank == 0 else nullcontext()
+    with lock:
+        return _execute_locked(point, cfg, run_dir, run_key, rank, world, train=train, evaluate=evaluate,
+                               tracker=tracker)
+
+
+def _execute_locked(point: Mapping[str, Any], cfg: Any, run_dir: Path, run_key: str, rank: int, world: int, *,
+                    train: TrainFn, evaluate: EvaluateFn, tracker: TrackerFactory) -> str:
     if rank == 0:
+        check_writable(run_dir / "checkpoints")  # now, not at the first save runtime.checkpoint_every steps in
         prepare_run_dir(run_dir, cfg, point)
         log.info("run %s (%s): start, attempt %s", run_key, point.get("name"), attempt_info())
     _barrier(world)

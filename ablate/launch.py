@@ -35,7 +35,7 @@ from typing import Any
 import submitit
 from submitit.helpers import Checkpointable
 
-from ablate.config import ConfigError
+from ablate.config import ConfigError, check_launcher_strings
 from ablate.job import DONE, write_atomic
 
 DEFAULT_BODY = "ablate.job:run_point"
@@ -123,6 +123,7 @@ def master_port_setup() -> str:
 
 
 def _slurm_executor(launcher: Any, folder: Path) -> submitit.Executor:
+    check_launcher_strings(launcher)  # validate() did already; the sbatch script is never written unchecked
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(launcher.max_requeues))
     setup = [str(s) for s in launcher.setup]
     if int(launcher.nodes) * int(launcher.tasks_per_node) > 1:
@@ -193,6 +194,31 @@ def validate_launcher(points: Sequence[Any], study_path: str) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- manifest
+def check_same_design(study: Any, points: Sequence[Any], studies_dir: str | Path) -> None:
+    """A study's manifest is never overwritten with a different design: the same study name with other points
+    (run keys) or comparisons is refused in one line before anything is submitted."""
+    from ablate.design import manifest as design_manifest
+
+    old = load_manifest(studies_dir, study.name)
+    if not old or "points" not in old:
+        return
+    new = design_manifest(study, points)
+    before = {(p["name"], p["run_key"]) for p in old["points"]}
+    after = {(p["name"], p["run_key"]) for p in new["points"]}
+    comps = [(c["name"], c["pairs"]) for c in old.get("comparisons", [])] != \
+        [(c["name"], c["pairs"]) for c in new["comparisons"]]
+    if before == after and not comps:
+        return
+    added, removed = sorted(after - before), sorted(before - after)
+    what = (f"{len(added)} point(s) added (e.g. {added[0][0]!r} {added[0][1]})" if added else "") + \
+        (", " if added and removed else "") + \
+        (f"{len(removed)} removed (e.g. {removed[0][0]!r} {removed[0][1]})" if removed else "") or "comparisons differ"
+    path = study_dir(studies_dir, study.name) / "manifest.json"
+    raise ConfigError(f"{path}: study {study.name!r} was submitted with a different design ({what}); expected "
+                      f"the same points and comparisons (rename the study in {study.path} for a new design); "
+                      "nothing was submitted or overwritten")
+
+
 def study_dir(studies_dir: str | Path, study: str) -> Path:
     return Path(studies_dir) / study
 
@@ -322,6 +348,7 @@ def submit_study(study: Any, points: Sequence[Any], studies_dir: str | Path, *,
 
     cwd = cwd or os.getcwd()
     launcher = validate_launcher(points, str(study.path))
+    check_same_design(study, points, studies_dir)
     sdir = study_dir(studies_dir, study.name).resolve()
     runs_dir = (Path(cwd) / run_dir_of(points[0].config, "x").parent).resolve()
     old = load_manifest(studies_dir, study.name) or {}
@@ -399,6 +426,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
         if not points:
             raise ConfigError(f"{study.path}: the study expands to no design points")
         validate_launcher(points, str(study.path))
+        check_same_design(study, points, args.studies_dir)
         expanded.append((study, points))
     body = os.environ.get("ABLATE_JOB_BODY", DEFAULT_BODY)
     resolve_body(body)  # fail here, not in every job

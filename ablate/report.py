@@ -83,21 +83,57 @@ def family(method: str) -> str:
     return method.split("-")[0] if method.startswith(("mcnemar", "permutation", "bootstrap", "wilcoxon")) else method
 
 
+def _examples_present(examples: pd.DataFrame) -> set[tuple[str, str]]:
+    """(run_key, benchmark) pairs that have at least one per-example record."""
+    if not len(examples):
+        return set()
+    pairs = examples[["run_key", "benchmark"]].astype(str).drop_duplicates()
+    return set(zip(pairs["run_key"], pairs["benchmark"], strict=True))
+
+
+def _pairs_have(pairs: list[tuple[str, str]], bench: str, have: set[tuple[str, str]], left: list[dict[str, str]],
+                comparison: str, test: str) -> bool:
+    """Whether every run of ``pairs`` has examples on ``bench``; if not, say which one is missing in ``left``."""
+    lacking = sorted({k for pair in pairs for k in pair if (k, bench) not in have})
+    if lacking:
+        left.append({"comparison": comparison, "benchmark": bench, "test": f"per-example ({test})",
+                     "why": f"run(s) {', '.join(lacking)} have no examples on {bench} "
+                            f"(runs/<run_key>/examples/{bench}.jsonl missing or empty)"})
+    return not lacking
+
+
 def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resamples: int = 2000,
-            alpha: float = ALPHA, example_methods: tuple[str, ...] = EXAMPLE_METHODS) -> pd.DataFrame:
-    """Every comparison x every test, one row each, with raw and adjusted p-values and flags."""
+            alpha: float = ALPHA, example_methods: tuple[str, ...] = EXAMPLE_METHODS,
+            omitted: list[dict[str, str]] | None = None) -> pd.DataFrame:
+    """Every comparison x every test, one row each, with raw and adjusted p-values and flags.  Tests that
+    cannot be run (a run without a benchmark's score or examples, unfinished runs) are appended to ``omitted``
+    as {comparison, benchmark, test, why}; the rest are run."""
     scores = _model_scores(results)
     benchmarks = sorted(scores["benchmark"].unique())
     wide = stats.wide_scores(scores)  # pivoted once for every comparison
     ex_benchmarks = sorted(set(results.examples["benchmark"].astype(str))) if len(results.examples) else []
     out: list[stats.TestResult] = []
     per_example_pairs: list[tuple[str, str, str]] = []
+    left = omitted if omitted is not None else []
+    scored = set(zip(scores["model"], scores["benchmark"], strict=True))
+    all_benchmarks = benchmarks
     for comp in comparison_pairs(results):
         name, pairs = comp["name"], comp["pairs"]
         if not pairs:
             log.warning("comparison %s: no pair of finished runs; skipped", name)
             continue
         run_pairs = [(a, b) for a, b, _ in pairs]
+        # across-benchmark tests use the benchmarks every run of the comparison has a score on (listed if not)
+        benchmarks = []
+        for bench in all_benchmarks:
+            lacking = sorted({k for pair in run_pairs for k in pair if (k, bench) not in scored})
+            if lacking:
+                left.append({"comparison": name, "benchmark": bench, "test": "across benchmarks",
+                             "why": f"run(s) {', '.join(lacking)} have no {bench} score (results.json)"})
+            else:
+                benchmarks.append(bench)
+        if not benchmarks:
+            continue
         extras = {"axis": comp["axis"], "paper_p": comp["paper_p"], "pairs": len(run_pairs),
                   "seeds": len({s for _, _, s in pairs})}
         found = [stats.prismatic_test(wide, run_pairs, benchmarks, comparison=name, alpha=alpha)]
@@ -111,13 +147,24 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
             res.extras.update(extras)
         out += found
         per_example_pairs += [(name, a, b) for a, b in run_pairs]
-    pooled_examples, pooled_pairs = pool_pairs(results.examples, comparison_pairs(results))
-    if pooled_pairs and ex_benchmarks:
-        out += stats.paired_tests(pooled_examples, pooled_pairs, ex_benchmarks, example_methods,
-                                  seed=seed, n_resamples=n_resamples, alpha=alpha)
-    if per_example_pairs and ex_benchmarks:
-        out += stats.paired_tests(results.examples, per_example_pairs, ex_benchmarks, example_methods,
-                                  seed=seed, n_resamples=n_resamples, alpha=alpha)
+    left += [{"comparison": c["name"], "benchmark": "", "test": "all",
+              "why": f"{c['missing']} point pair(s) x seed without two finished runs"}
+             for c in comparison_pairs(results) if c["missing"]]
+    have = _examples_present(results.examples)
+    comps = comparison_pairs(results)
+    pooled_examples, pooled_pairs = pool_pairs(results.examples, comps)
+    by_comp = {c["name"]: [(a, b) for a, b, _ in c["pairs"]] for c in comps}
+    for bench in ex_benchmarks:
+        # a run without examples on a benchmark leaves out its pairs' per-example tests there (listed), never
+        # the rest of the report
+        pooled_ok = [p for p in pooled_pairs if _pairs_have(by_comp[p[0]], bench, have, left, p[0], "pooled")]
+        if pooled_ok:
+            out += stats.paired_tests(pooled_examples, pooled_ok, [bench], example_methods,
+                                      seed=seed, n_resamples=n_resamples, alpha=alpha)
+        pairs_ok = [p for p in per_example_pairs if _pairs_have([p[1:]], bench, have, left, p[0], "per pair")]
+        if pairs_ok:
+            out += stats.paired_tests(results.examples, pairs_ok, [bench], example_methods,
+                                      seed=seed, n_resamples=n_resamples, alpha=alpha)
     frame = stats.results_frame(out)
     if frame.empty:
         return frame
@@ -329,7 +376,8 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     study = results.manifest.get("study", "study")
-    tests = analyse(results, correction=correction, seed=seed, n_resamples=n_resamples)
+    omitted: list[dict[str, str]] = []
+    tests = analyse(results, correction=correction, seed=seed, n_resamples=n_resamples, omitted=omitted)
     if tests.empty:
         raise ValueError(f"study {study}: no comparison has a pair of finished runs; nothing to report")
     scores = score_table(results)
@@ -356,7 +404,12 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
                                                 "ci_low", "ci_high", "n", "paper_p", "lost_after_correction"]]
 
     md = [f"# Study {study}", "", intro, "", "## Comparisons", "", markdown_table(summ), ""]
+    left_lines = [f"{o['comparison']} — {o['test']}{' on ' + o['benchmark'] if o['benchmark'] else ''}: {o['why']}"
+                  for o in omitted]
+    paths["omitted"] = out / "omitted.csv"
+    pd.DataFrame(omitted, columns=["comparison", "benchmark", "test", "why"]).to_csv(paths["omitted"], index=False)
     md += ["## Significant before correction only", ""] + ([f"- {x}" for x in flag_lines] or ["none"]) + [""]
+    md += ["## Left out", ""] + ([f"- {x}" for x in left_lines] or ["nothing"]) + [""]
     md += ["## Tests across benchmarks", "", markdown_table(headline), ""]
     md += [f"![{p.stem}]({p.name})" for p in images]
     md += ["", "## Scores", "", markdown_table(scores), "",
@@ -373,6 +426,8 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
     body = [f"<h1>Study {html.escape(study)}</h1><p>{html.escape(intro)}</p>",
             "<h2>Comparisons</h2>", _html_table(summ),
             f'<h2>Significant before correction only</h2><div class="flag">{flags_html}</div>',
+            "<h2>Left out</h2>" + (("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in left_lines) + "</ul>")
+                                   if left_lines else "<p>nothing</p>"),
             "<h2>Plots</h2>", *[img(p) for p in images],
             "<h2>Tests across benchmarks</h2>", _html_table(headline),
             "<h2>Scores</h2>", _html_table(scores),
@@ -400,5 +455,9 @@ def cli_report(args: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = load_for_report(args.study, args.studies_dir)
     paths = write_report(results, args.out, correction=args.correction)
+    left = pd.read_csv(paths["omitted"])
+    for row in left.itertuples():
+        bench = f" on {row.benchmark}" if isinstance(row.benchmark, str) and row.benchmark else ""
+        print(f"left out: {row.comparison} — {row.test}{bench}: {row.why}")
     print(f"report: {paths['html']} ({len(paths)} files)")
     return 0

@@ -13,19 +13,30 @@ import argparse
 import csv
 import json
 import pickle
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image
 
 from ablate.config import CONF_DIR
 from ablate.data.llava import DataStats, read_records
 from ablate.data.synthetic import crop_cut_fraction, format_crop_cut
+from ablate.data.untrusted import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImageTooLargeError,
+    PickleRefusedError,
+    UnsafeInputError,
+    check_inside,
+    open_image,
+    safe_pickle_load,
+)
 
 MAX_PROBLEMS_PER_FILE = 5
+DECODE = ("sample", "all", "none")  # which training images `data check` decodes (benchmark images: all)
+DECODE_SAMPLE = 1000  # training images decoded per file with --decode sample (fixed seed)
 LLAVA_SKIP = ("scenes.json",)  # JSON files at a shapes root that are not LLaVA files
 
 
@@ -35,6 +46,8 @@ class Report:
 
     counts: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    image_root: Path | None = None  # benchmark images must stay under it (set by check_root)
+    max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     _per_file: dict[str, int] = field(default_factory=dict)
 
     def problem(self, file: Path | str, msg: str) -> None:
@@ -66,13 +79,14 @@ def _load(report: Report, path: Path, kind: str = "json") -> Any:
                         report.problem(path, f"line {n}: malformed JSON ({err.msg})")
             return rows
         if kind == "pickle":
-            with open(path, "rb") as f:
-                return pickle.load(f)
+            return safe_pickle_load(path)
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as err:
         report.problem(path, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}")
-    except (pickle.UnpicklingError, EOFError, UnicodeDecodeError) as err:
+    except PickleRefusedError as err:  # refused before anything was built: nothing ran
+        report.problem(path, str(err).removeprefix(f"{path}: "))
+    except (pickle.UnpicklingError, EOFError, UnicodeDecodeError, ValueError) as err:
         report.problem(path, f"unreadable {kind}: {err}")
     return None
 
@@ -81,14 +95,29 @@ def _image_ok(report: Report, source: Path, where: str, image: Path, seen: set[P
     if image in seen:
         return
     seen.add(image)
+    if report.image_root is not None:
+        try:
+            check_inside(report.image_root, image)
+        except UnsafeInputError as err:
+            report.problem(source, f"{where}: {err}")
+            return
     if not image.is_file():
         report.problem(source, f"{where}: image {image} missing")
         return
+    decode_ok(report, source, where, image)
+
+
+def decode_ok(report: Report, source: Path, where: str, image: Path) -> bool:
+    """Decode ``image`` fully (``verify()`` misses truncated files), within the pixel limit."""
     try:
-        with Image.open(image) as im:
-            im.verify()
+        open_image(image, report.max_pixels)
+    except ImageTooLargeError as err:
+        report.problem(source, f"{where}: {err}")
+        return False
     except Exception as err:  # noqa: BLE001 - any decoder error means a corrupt image
-        report.problem(source, f"{where}: image {image} corrupt ({type(err).__name__})")
+        report.problem(source, f"{where}: image {image} corrupt ({type(err).__name__}: {str(err)[:80]})")
+        return False
+    return True
 
 
 def _fields(report: Report, source: Path, where: str, row: Any, keys: Iterable[str]) -> bool:
@@ -106,6 +135,8 @@ def _rows(report: Report, source: Path, data: Any, keys: tuple[str, ...], image:
           seen: set[Path], label: str = "record") -> int:
     """Check each row's keys and image; returns the number of rows."""
     rows = list(data.items()) if isinstance(data, dict) else list(enumerate(data))
+    if not rows:
+        report.problem(source, f"no {label}s; expected at least one")
     for i, row in rows:
         if _fields(report, source, f"{label} {i}", row, keys) and image is not None:
             _image_ok(report, source, f"{label} {i}", image(row), seen)
@@ -263,7 +294,7 @@ def training_files(root: Path) -> list[tuple[str, Path, Path]]:
     return list(found.values())
 
 
-def check_training(root: Path, r: Report) -> None:
+def check_training(root: Path, r: Report, decode: str = "sample") -> None:
     for name, path, images in training_files(root):
         stats = DataStats()
         try:
@@ -273,22 +304,33 @@ def check_training(root: Path, r: Report) -> None:
             continue
         for problem in stats.examples:
             r.problem(path, problem.split(f"{path}: ", 1)[-1])
-        n_img = sum(x.has_image for x in records)
-        r.counts[str(path)] = (f"{stats.read[name]} records ({n_img} with image, {len(records) - n_img} "
-                               f"language-only, {sum(stats.skipped.values())} bad)")
+        with_image = [x for x in records if x.image is not None]
+        if not records:
+            r.problem(path, "no usable records; expected at least one")
+        chosen = with_image
+        if decode == "none":
+            chosen = []
+        elif decode == "sample" and len(with_image) > DECODE_SAMPLE:
+            chosen = random.Random(0).sample(with_image, DECODE_SAMPLE)
+        bad = sum(not decode_ok(r, path, f"record {x.index} (id {x.example_id!r})", x.image) for x in chosen)
+        r.counts[str(path)] = (f"{stats.read[name]} records ({len(with_image)} with image, "
+                               f"{len(records) - len(with_image)} language-only, {sum(stats.skipped.values()) + bad} "
+                               f"bad; {len(chosen)} images decoded)")
 
 
-def check_root(root: str | Path) -> Report:
+def check_root(root: str | Path, *, decode: str = "sample",
+               max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Report:
     root = Path(root)
-    report = Report()
+    report = Report(max_pixels=max_pixels)
     if not root.is_dir():
         report.problem(root, "not a directory")
         return report
-    check_training(root, report)
+    check_training(root, report, decode)
     eval_root = root / "eval" if (root / "eval").is_dir() else root
     present = [b for b in BENCHMARK_CHECKS if (eval_root / b).exists()]
     if present or (root / "eval").is_dir():
         seen: set[Path] = set()
+        report.image_root = eval_root
         for check in BENCHMARK_CHECKS.values():
             check(eval_root, report, seen)
         report.counts[f"{eval_root} (images)"] = f"{len(seen)} distinct images checked"
@@ -299,7 +341,8 @@ def check_root(root: str | Path) -> Report:
 
 
 def cli_check(args: argparse.Namespace) -> int:
-    report = check_root(args.root)
+    max_pixels = getattr(args, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
+    report = check_root(args.root, decode=getattr(args, "decode", "sample"), max_pixels=max_pixels or None)
     width = max((len(k) for k in report.counts), default=0)
     for key, value in report.counts.items():
         print(f"{key.ljust(width)}  {value}")

@@ -27,6 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ablate.data.untrusted import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    ImageTooLargeError,
+    PathEscapeError,
+    confined,
+    open_image,
+)
+
 if TYPE_CHECKING:
     import torch
 
@@ -40,6 +48,8 @@ MALFORMED = "malformed-record"
 NO_ASSISTANT = "no-assistant-turn"
 MISSING_IMAGE = "missing-image"
 CORRUPT_IMAGE = "corrupt-image"
+IMAGE_OUTSIDE_ROOT = "image-outside-root"  # absolute, '..' or a symlink out of the source's image folder
+IMAGE_TOO_LARGE = "image-too-large"  # over data.max_image_pixels
 EMPTY_AFTER_TRUNCATION = "no-target-after-truncation"
 
 
@@ -155,9 +165,12 @@ def read_records(json_path: str | Path, image_dir: str | Path, *, source: str, o
         problem = validate_record(raw)
         image = None
         if problem is None and "image" in raw:
-            image = image_dir / raw["image"]
-            if check_images and not image.is_file():
-                problem = MISSING_IMAGE, f"image {str(image)!r} not found"
+            try:
+                image = confined(image_dir, raw["image"])
+            except PathEscapeError as err:
+                problem = IMAGE_OUTSIDE_ROOT, str(err)
+        if problem is None and image is not None and check_images and not image.is_file():
+            problem = MISSING_IMAGE, f"image {str(image)!r} not found"
         if problem is not None:
             reason, detail = problem
             rid = raw.get("id") if isinstance(raw, dict) else None
@@ -203,9 +216,11 @@ class LlavaDataset:
 
     def __init__(self, records: Sequence[Record], tokenizer: Any, prompt_format: Any,
                  image_transform: Callable[[Image.Image], Any], *, max_length: int,
-                 on_bad_example: str = "skip", stats: DataStats | None = None, align: bool = False) -> None:
+                 on_bad_example: str = "skip", stats: DataStats | None = None, align: bool = False,
+                 max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> None:
         self.records = list(records)
         self.align = align
+        self.max_image_pixels = max_image_pixels
         self.tokenizer = tokenizer
         self.prompt_format = prompt_format
         self.image_transform = image_transform
@@ -261,8 +276,10 @@ class LlavaDataset:
         pixels = self.blank_pixels()
         if record.image is not None:
             try:
-                with Image.open(record.image) as img:
-                    pixels = self.image_transform(img.convert("RGB"))
+                pixels = self.image_transform(open_image(record.image, self.max_image_pixels))
+            except ImageTooLargeError as err:
+                self._bad_example(i, IMAGE_TOO_LARGE, str(err))
+                return None
             except FileNotFoundError:
                 self._bad_example(i, MISSING_IMAGE, f"image {str(record.image)!r} not found")
                 return None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.data.llava import DataStats, LlavaDataset, Record, read_records
+from ablate.data.untrusted import DEFAULT_MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 STAGE_DATA = ("align", "finetune")
@@ -90,6 +91,28 @@ def missing_files(data_cfg: Any, stage_data: str | None = None) -> list[str]:
     return missing
 
 
+PREFLIGHT_MAX_BYTES = 64 << 20  # JSON files up to this size are parsed before any model is built
+
+
+def preflight(data_cfg: Any) -> None:
+    """Fail fast, before the slow start-up (model build, weights): every missing source of both stages in one
+    error, and malformed JSON in the sources small enough to parse twice (the large ones fail when read, with
+    the same one-line message).  A synthetic root that is not generated yet is skipped (it will be)."""
+    from ablate.data.llava import load_json
+
+    if getattr(data_cfg, "synthetic", None) and not (Path(data_cfg.root) / "instruct.json").exists():
+        return
+    missing = missing_files(data_cfg)
+    if missing:
+        raise MissingDataError(f"data mix {data_cfg.id!r} under root {data_cfg.root!r}: {len(missing)} missing: "
+                               + "; ".join(missing))
+    for stage in STAGE_DATA:
+        for src in _sources(data_cfg, stage):
+            path = Path(data_cfg.root) / src.json
+            if path.stat().st_size <= PREFLIGHT_MAX_BYTES:
+                load_json(path)
+
+
 def build_mix(cfg: Any, stage_data: str, *, stats: DataStats | None = None, check_images: bool = True) -> Mix:
     """The validated records of ``cfg.data``'s ``stage_data`` sources (``align`` or ``finetune``)."""
     data = cfg.data
@@ -120,7 +143,8 @@ def build_dataset(cfg: Any, stage_data: str, tokenizer: Any, prompt_format: Any,
     """``build_mix`` + tokenization: the dataset a training stage iterates."""
     mix = build_mix(cfg, stage_data, stats=stats)
     return LlavaDataset(mix.records, tokenizer, prompt_format, image_transform, max_length=cfg.llm.max_length,
-                        on_bad_example=cfg.data.on_bad_example, stats=mix.stats, align=stage_data == "align")
+                        on_bad_example=cfg.data.on_bad_example, stats=mix.stats, align=stage_data == "align",
+                        max_image_pixels=cfg.data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
 
 
 def steps_for(n_examples: int, global_batch: int, epochs: float, *, max_steps: int | None = None) -> int:

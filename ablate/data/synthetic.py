@@ -34,6 +34,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ablate.data.untrusted import safe_pickle_load
+
 # ------------------------------------------------------------------------------------------- vocabulary
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (215, 38, 38),
@@ -978,8 +980,7 @@ def crop_cut_fraction(eval_root: str | Path, *, min_visible: float = 0.5) -> dic
         inst = json.loads((root / "refer" / dataset / "instances.json").read_text())
         sizes = {im["id"]: (im["width"], im["height"]) for im in inst["images"]}
         boxes = {a["id"]: a["bbox"] for a in inst["annotations"]}
-        with open(root / "refer" / dataset / pickle_name, "rb") as f:
-            refs = [r for r in pickle.load(f) if r["split"] == "val"]
+        refs = [r for r in safe_pickle_load(root / "refer" / dataset / pickle_name) if r["split"] == "val"]
         hits = 0
         for r in refs:
             x, y, bw, bh = boxes[r["ann_id"]]

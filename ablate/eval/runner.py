@@ -36,13 +36,14 @@ def batches(items: Sequence[Example], size: int) -> Iterator[list[Example]]:
 
 
 def load_images(batch: Sequence[Example], benchmark_id: str) -> list[Any]:
-    from PIL import Image
+    from ablate.data.untrusted import ImageTooLargeError, open_image
 
     images = []
     for ex in batch:
         try:
-            with Image.open(ex.image) as im:
-                images.append(im.convert("RGB"))
+            images.append(open_image(ex.image))
+        except ImageTooLargeError as exc:
+            raise BenchmarkFormatError(f"{benchmark_id} example {ex.example_id}: {exc}") from None
         except (FileNotFoundError, OSError) as exc:
             raise BenchmarkFormatError(f"{ex.image}: {benchmark_id} example {ex.example_id}: expected a readable "
                                        f"image ({type(exc).__name__})") from None

@@ -6,14 +6,19 @@ A checkpoint is a folder ``checkpoints/step-<N>/`` holding
 numpy generator arrays) and ``state.json`` (scheduler state, python/numpy RNG scalars, and the loop's
 ``meta``: stage, step, data position).  It is written under a temporary name and renamed into place, so a
 job killed mid-write leaves either the previous checkpoint or the new one, never half of one; only the last
-``keep_last`` are kept.  Model and optimizer state go through ``torch.distributed.checkpoint.state_dict``,
+``keep_last`` are kept.  ``manifest.json`` (written last, before the rename) holds the size and SHA-256 of
+every other file: ``latest`` returns the newest checkpoint that still matches it (a truncated or altered one
+is logged, set aside as ``.step-<N>.corrupt-<pid>`` and the previous one used), and ``load`` verifies before it
+reads.  Model and optimizer state go through ``torch.distributed.checkpoint.state_dict``,
 so the same code saves and loads FSDP2-sharded and plain modules (full state gathered to rank 0, which
 alone writes; every rank reads).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -36,6 +41,9 @@ from torch.distributed.checkpoint.state_dict import (
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
+_VERIFIED: set[tuple] = set()  # folders (with every file's size and mtime) already hashed by this process
 
 
 class CheckpointError(RuntimeError):
@@ -130,9 +138,81 @@ def step_dirs(root: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def _stat_key(folder: Path) -> tuple:
+    """What must not change for an earlier verification (or this process's own write) to still hold."""
+    return (str(folder), *((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns)
+                           for p in sorted(folder.rglob("*")) if p.is_file()))
+
+
+def write_manifest(folder: str | Path) -> None:
+    """Record size + SHA-256 of every file under ``folder`` (sub-folders included) in its manifest.json."""
+    folder = Path(folder)
+    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in _files(folder)}
+    path = folder / MANIFEST
+    path.write_text(json.dumps({"files": files}, indent=1))
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def verify(folder: str | Path) -> None:
+    """Raise CheckpointError naming the first file that is missing or differs from the manifest (size, then
+    SHA-256).  A checkpoint written before manifests existed is accepted when its required files exist."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not path.is_file():
+        for name in ("model.safetensors", "state.json", "rng.safetensors"):
+            if not (folder / name).is_file():
+                raise CheckpointError(f"{folder}: missing {name}; expected a folder written by ablate.train.checkpoint")
+        return
+    key = _stat_key(folder)
+    if key in _VERIFIED:
+        return
+    try:
+        files = json.loads(path.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: unreadable manifest ({exc}); expected JSON with key 'files'") from None
+    for name, want in files.items():
+        file = folder / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing; the manifest lists it ({want['size']} bytes)")
+        try:
+            size = file.stat().st_size
+            if size != want["size"]:
+                raise CheckpointError(f"{file}: {size} bytes; expected {want['size']} (manifest): truncated or altered")
+            if _sha256(file) != want["sha256"]:
+                raise CheckpointError(f"{file}: SHA-256 differs from the manifest; expected {want['sha256'][:12]}...")
+        except OSError as exc:  # e.g. set aside by rank 0 while this rank was reading it
+            raise CheckpointError(f"{file}: unreadable ({type(exc).__name__}: {exc.strerror or exc})") from None
+    _VERIFIED.add(key)
+
+
 def latest(root: str | Path) -> Path | None:
-    dirs = step_dirs(root)
-    return dirs[-1] if dirs else None
+    """The newest checkpoint that verifies; newer ones that do not are logged (which, and why) and set aside
+    by rank 0 as ``.step-<N>.corrupt-<pid>`` (kept for inspection, no longer counted by ``keep_last``)."""
+    for path in reversed(step_dirs(root)):
+        try:
+            verify(path)
+            return path
+        except CheckpointError as exc:
+            log.warning("skipping checkpoint %s: %s; trying the previous one", path, exc)
+            if _rank() == 0:
+                try:
+                    path.rename(path.with_name(f".{path.name}.corrupt-{os.getpid()}"))
+                except OSError as err:
+                    log.warning("could not set %s aside (%s)", path, err)
+    return None
 
 
 def _write_atomically(root: Path, step: int, files: Mapping[str, Any]) -> Path:
@@ -149,6 +229,7 @@ def _write_atomically(root: Path, step: int, files: Mapping[str, Any]) -> Path:
             path.write_text(json.dumps(content, indent=1))
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
+    write_manifest(tmp)
     if final.exists():  # re-saving a step after a resume: swap, then drop the old one
         old = root / f".step-{step}.old-{os.getpid()}"
         final.rename(old)
@@ -161,6 +242,7 @@ def _write_atomically(root: Path, step: int, files: Mapping[str, Any]) -> Path:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    _VERIFIED.add(_stat_key(final))  # hashed just now by write_manifest: latest() need not read it back
     return final
 
 
@@ -200,12 +282,17 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
          scheduler: Any | None = None, restore_rng: bool = True) -> dict[str, Any]:
     """Restore a checkpoint into a (sharded) model, optimizer and scheduler; return its ``meta``."""
     path = Path(path)
+    verify(path)
     for name in ("model.safetensors", "state.json", "rng.safetensors"):
         if not (path / name).is_file():
             raise CheckpointError(f"{path}: missing {name}; expected a folder written by ablate.train.checkpoint")
     state = json.loads((path / "state.json").read_text())
     try:
-        load_model_state(model, load_file(str(path / "model.safetensors")))
+        weights = load_file(str(path / "model.safetensors"))
+    except Exception as exc:  # SafetensorError (a truncated file without a manifest): named, not raw
+        raise CheckpointError(f"{path / 'model.safetensors'}: unreadable ({str(exc)[:200]})") from None
+    try:
+        load_model_state(model, weights)
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path / 'model.safetensors'}: does not fit the model: {str(exc)[:300]}") from None
     if optimizer is not None:

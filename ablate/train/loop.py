@@ -448,22 +448,37 @@ def _save_final(model: nn.Module, out: Path) -> None:
 # ------------------------------------------------------------------------------------------------- CLI
 def cli_train(args: argparse.Namespace) -> int:
     """``ablate train [overrides]``: compose, write runs/<run_key>/config.yaml (+ point.json), train locally."""
-    from omegaconf import OmegaConf
-
-    from ablate.design import axis_levels, compose, design_key, run_key
-    from ablate.track import Tracker
+    from ablate.config import ConfigError
+    from ablate.data.llava import BadDataError
+    from ablate.data.mixes import MissingDataError, preflight
+    from ablate.design import compose, design_key, run_key
+    from ablate.job import RunDirError, check_writable, run_lock
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cfg = compose(list(args.overrides))
     key, dkey = run_key(cfg), design_key(cfg)
     run_dir = Path(cfg.runtime.runs_dir) / key
-    run_dir.mkdir(parents=True, exist_ok=True)
+    is_main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0  # torchrun / srun ranks
+    try:
+        preflight(cfg.data)  # missing files / malformed JSON before the slow start-up
+        with run_lock(run_dir, wait=bool(getattr(args, "wait", False))) if is_main else contextlib.nullcontext():
+            check_writable(run_dir / "checkpoints")  # now, not at the first save runtime.checkpoint_every steps in
+            return _cli_train_locked(cfg, key, dkey, run_dir, is_main)
+    except (RunDirError, BadDataError, MissingDataError) as exc:
+        raise ConfigError(str(exc)) from None  # one line, exit 2
+
+
+def _cli_train_locked(cfg: Any, key: str, dkey: str, run_dir: Path, is_main: bool) -> int:
+    from omegaconf import OmegaConf
+
+    from ablate.design import axis_levels
+    from ablate.track import Tracker
+
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     point = {"name": key, "axes": axis_levels(cfg), "seed": int(cfg.train.seed), "studies": [str(cfg.study)],
              "run_key": key, "design_key": dkey}
     (run_dir / "point.json").write_text(json.dumps(point, indent=1))
     print(f"run {key} -> {run_dir}")
-    is_main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0  # torchrun / srun ranks
     tracking = (Tracker(cfg, run_key=key, design_key=dkey, study=str(cfg.study), point_name=key) if is_main
                 else contextlib.nullcontext())
     with tracking as tracker:

@@ -34,7 +34,7 @@ def test_round_trip_restores_weights_optimizer_scheduler_and_rng(tmp_path: Path)
     np.random.seed(3)
     path = checkpoint.save(tmp_path, 3, model=model, optimizer=opt, scheduler=sched, meta={"stage_step": 3})
     expected_next = (random.random(), float(np.random.rand()), torch.rand(1).item())
-    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "optimizer.json",
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "model.safetensors", "optimizer.json",
                                                       "optimizer.safetensors", "rng.safetensors", "state.json"]
 
     fresh, fresh_opt, fresh_sched = _trained()
@@ -83,7 +83,7 @@ def test_missing_file_and_mismatched_model_raise_clear_errors(tmp_path: Path) ->
     with pytest.raises(checkpoint.CheckpointError, match="does not fit the model"):
         checkpoint.load(path, model=nn.Linear(4, 2))
     (path / "rng.safetensors").unlink()
-    with pytest.raises(checkpoint.CheckpointError, match=r"step-1: missing rng.safetensors"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"step-1/rng.safetensors: missing; the manifest lists it"):
         checkpoint.load(path, model=model)
 
 

@@ -89,6 +89,16 @@ def field_of(record: Any, key: str, kind: type | tuple[type, ...], path: Path, w
     return value
 
 
+def check_image_inside(root: Path, example: Example, benchmark_id: str) -> None:
+    """An example's image path (built from a record's field) must stay under the benchmark data root."""
+    from ablate.data.untrusted import UnsafeInputError, check_inside
+
+    try:
+        check_inside(root, example.image)
+    except UnsafeInputError as exc:
+        raise BenchmarkFormatError(f"{benchmark_id} example {example.example_id}: {exc}") from None
+
+
 # -------------------------------------------------------------------------------------------- benchmark
 class Benchmark:
     """Base class: subclasses set ``id`` and implement ``read`` and ``score_text`` (and, when closed-set,
@@ -116,8 +126,12 @@ class Benchmark:
     def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
         """All examples (file order), or a fixed-seed subset of ``limit`` spread evenly over strata."""
         examples = self.read()
+        if not examples:
+            raise BenchmarkFormatError(f"{self.root}: benchmark {self.id}: no examples; expected at least one "
+                                       "(an empty release file?)")
         seen: set[str] = set()
         for ex in examples:
+            check_image_inside(self.root, ex, self.id)
             if ex.example_id in seen:
                 raise BenchmarkFormatError(f"{self.root}: benchmark {self.id}: duplicate example id "
                                            f"{ex.example_id!r}; expected unique ids")

@@ -19,13 +19,13 @@ OCID-Ref (the OCID-Ref release read by Prismatic's harness): ``ocid-ref/val_expr
 from __future__ import annotations
 
 import json
-import pickle
 from bisect import bisect_left
 from pathlib import Path
 from typing import Any, ClassVar
 
 from PIL import Image
 
+from ablate.data.untrusted import PickleRefusedError, safe_pickle_load
 from ablate.eval.benchmarks.base import (
     Benchmark,
     BenchmarkFormatError,
@@ -78,8 +78,9 @@ class RefCOCO(GroundingBenchmark):
         if not path.is_file():
             raise BenchmarkFormatError(f"{path}: file not found (expected the REFER release's refs pickle here)")
         try:
-            with path.open("rb") as f:
-                refs = pickle.load(f)
+            refs = safe_pickle_load(path)
+        except PickleRefusedError as exc:  # a class/function reference: refused, nothing was run
+            raise BenchmarkFormatError(str(exc)) from None
         except Exception as exc:  # any unpickling failure is a format error of this file
             raise BenchmarkFormatError(f"{path}: expected a pickled list of refs ({type(exc).__name__}: {exc})") from None
         if not isinstance(refs, list):
