@@ -32,6 +32,7 @@ import torch.distributed.checkpoint as dcp
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.distributed.checkpoint import HuggingFaceStorageReader, HuggingFaceStorageWriter
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
@@ -141,10 +142,10 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
 def _read(folder: Path, tensors: dict[str, torch.Tensor], no_dist: bool, what: str) -> None:
     try:
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(folder)), no_dist=no_dist)
-    except Exception as exc:  # DCP wraps per-rank failures; keep the first line
-        first = str(exc).strip().splitlines()
-        raise CheckpointError(f"{folder}: {what} does not fit the model: {(first[0] if first else exc)!s:.300}") \
-            from None
+    except (Exception, CheckpointException) as exc:  # DCP wraps rank failures (a BaseException): keep the cause
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        cause = lines[-1] if lines else type(exc).__name__
+        raise CheckpointError(f"{folder}: {what} does not fit the model: {cause[:300]}") from None
 
 
 def model_tensors(model: nn.Module, key_map: KeyMap | None = None) -> dict[str, torch.Tensor]:
