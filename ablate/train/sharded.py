@@ -139,9 +139,65 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
     return final
 
 
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+
+
+def _header(path: str) -> tuple[dict[str, Any], int]:
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        return json.loads(fh.read(n)), 8 + n
+
+
+class SliceReader(HuggingFaceStorageReader):
+    """DCP's safetensors reader, reading each requested slice with plain file reads straight into the rank's
+    shard (the stock reader maps whole files, so their pages count in the resident memory of every rank)."""
+
+    def read_data(self, plan: Any, planner: Any) -> Any:
+        per_file: dict[str, list[Any]] = {}
+        for item in plan.items:
+            per_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
+        for file_name, items in per_file.items():
+            header, base = _header(file_name)
+            with open(file_name, "rb", buffering=0) as fh:
+                for req in items:
+                    self._read_one(fh, header[req.storage_index.fqn], base, req, planner)
+        fut: torch.futures.Future = torch.futures.Future()
+        fut.set_result(None)
+        return fut
+
+    @staticmethod
+    def _read_one(fh: Any, entry: Mapping[str, Any], base: int, req: Any, planner: Any) -> None:
+        shape, dtype = list(entry["shape"]), _DTYPES[entry["dtype"]]
+        offsets, lengths = list(req.storage_offsets), list(req.lengths)
+        target = planner.resolve_tensor(req).detach()
+        row_items = 1
+        for size in shape[1:]:
+            row_items *= size
+        whole_rows = all(o == 0 and n == size for o, n, size in zip(offsets[1:], lengths[1:], shape[1:], strict=True))
+        if not whole_rows:  # not a run of whole rows (not how FSDP shards): read the rows, slice them
+            first, count = offsets[0], lengths[0]
+            rows = torch.empty([count, *shape[1:]], dtype=dtype)
+            fh.seek(base + entry["data_offsets"][0] + first * row_items * rows.element_size())
+            fh.readinto(rows.view(-1).view(torch.uint8).numpy())
+            index = tuple(slice(o, o + n) for o, n in zip(offsets[1:], lengths[1:], strict=True))
+            target.copy_(rows[(slice(None), *index)])
+        else:
+            direct = target.dtype == dtype and target.is_contiguous()
+            out = target if direct else torch.empty(lengths, dtype=dtype)
+            start = offsets[0] * row_items if shape else 0
+            fh.seek(base + entry["data_offsets"][0] + start * out.element_size())
+            if out.numel():
+                fh.readinto(out.view(-1).view(torch.uint8).numpy())
+            if not direct:
+                target.copy_(out)
+        planner.commit_tensor(req, target)
+
+
 def _read(folder: Path, tensors: dict[str, torch.Tensor], no_dist: bool, what: str) -> None:
     try:
-        dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(folder)), no_dist=no_dist)
+        dcp.load(tensors, storage_reader=SliceReader(str(folder)), no_dist=no_dist)
     except (Exception, CheckpointException) as exc:  # DCP wraps rank failures (a BaseException): keep the cause
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         cause = lines[-1] if lines else type(exc).__name__
