@@ -54,6 +54,19 @@ def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
     return torch.device("cuda", local_rank % torch.cuda.device_count())
 
 
+def export_slurm_environment() -> dict[str, Any]:
+    """Map a SLURM task's environment (any number of nodes) to torch's: RANK = SLURM_PROCID, WORLD_SIZE =
+    SLURM_NTASKS, LOCAL_RANK = SLURM_LOCALID (the device index on its node), MASTER_ADDR = the job's first
+    node (the same for every task), MASTER_PORT kept from the batch script; return the mapping."""
+    from submitit.helpers import TorchDistributedEnvironment
+
+    # overwrite: a MASTER_PORT from the environment (batch script, launcher.setup) is kept by submitit
+    env = TorchDistributedEnvironment()
+    env.export(set_cuda_visible_devices=False, overwrite=True)
+    return {"rank": env.rank, "world_size": env.world_size, "local_rank": env.local_rank,
+            "master_addr": env.master_addr, "master_port": int(env.master_port)}
+
+
 def init_distributed(device: str = "auto", timeout_s: float = DIST_TIMEOUT_S) -> DistInfo:
     """Join the process group described by the environment (torchrun or SLURM), or run as one process.
 
@@ -62,10 +75,7 @@ def init_distributed(device: str = "auto", timeout_s: float = DIST_TIMEOUT_S) ->
     body that already joined (``ablate.job.init_distributed``) keeps its group.
     """
     if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        from submitit.helpers import TorchDistributedEnvironment
-
-        # overwrite: a MASTER_PORT from the environment (batch script, launcher.setup) is kept by submitit
-        TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        export_slurm_environment()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
