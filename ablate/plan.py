@@ -101,14 +101,23 @@ def _lora_params(cfg: Any, shape: tuple[int, ...]) -> int:
 
 
 def _examples(cfg: Any, split: str, default: int | None) -> int:
-    sources = list(cfg.data[split])
-    if sources and all(s.name in DATASET_SIZES for s in sources):
-        return sum(DATASET_SIZES[s.name] for s in sources)
+    """Examples of a split: ``--examples``, else known sizes, else the nominal count in a source's name
+    (``lvis-instruct4v-220k`` -> 220,000)."""
+    import re
+
+    from ablate.config import ConfigError
+
+    if default is not None:
+        return default
     if cfg.data.synthetic is not None:
         return int(cfg.data.synthetic.get("size", 1000))
-    if default is None:
-        raise ValueError(f"data={cfg.data.id}: sizes of {[s.name for s in sources]} unknown; pass --examples")
-    return default
+    total = 0
+    for s in cfg.data[split]:
+        nominal = re.search(r"(\d+)k$", str(s.name))
+        if s.name not in DATASET_SIZES and nominal is None:
+            raise ConfigError(f"data={cfg.data.id}: size of source {s.name!r} unknown to ablate plan; pass --examples")
+        total += DATASET_SIZES.get(str(s.name)) or int(nominal.group(1)) * 1000
+    return total
 
 
 def stage_costs(cfg: Any, name: str, *, gpus: int, gpu: str, mfu: float, examples: int | None = None,
