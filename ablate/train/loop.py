@@ -1,15 +1,18 @@
 """The training loop: every stage of a recipe, resumable, on one process or FSDP2 ranks; ``ablate train``.
 
-Per stage: a fresh model (seeded; weights of the previous stage loaded from its stage-end checkpoint), the
-stage's freeze plan, ``parallelize``, AdamW (no weight decay on biases and 1-D params), linear warmup +
+Per stage: the stage's model (``ablate.train.materialize``: a meta-device skeleton on every rank, frozen/
+LoRA-wrapped, ``parallelize``d, weights loaded once: the previous stage-end checkpoint read per shard, or
+rank 0's initial model broadcast), AdamW (no weight decay on biases and 1-D params), linear warmup +
 cosine decay, gradient accumulation up to ``global_batch`` (``per_device_batch`` x ranks x accumulation
 steps), grad-norm clipping, and a step budget of ``ceil(epochs x steps_per_epoch)`` capped by
 ``train.max_steps`` (fractional epochs are step budgets).  The order of examples is a seeded permutation
 per (stage, epoch) and each global batch is split into micro-batches the same way for any number of ranks,
-so 1 process and N ranks see the same batches and a resumed run sees exactly the batches it had left.
+so 1 process and N ranks see the same batches and a resumed run sees exactly the batches it had left; a
+DataLoader with ``runtime.num_workers`` workers builds them (``ablate.train.feed``).
 
 Resuming: ``run_dir/checkpoints/step-<N>`` (written every ``runtime.checkpoint_every`` steps and at every
-stage end) restores weights, optimizer, scheduler, RNG and the data position (stage, step); the final
+stage end; per-rank shards under FSDP, ``runtime.checkpoint_format``) restores weights, optimizer,
+scheduler, RNG and the data position (stage, step), at the same or another world size; the final
 parameters are bit-identical to an uninterrupted run on CPU.  Rank 0 shows tqdm, logs a plain line every
 ``runtime.log_every`` steps, appends one JSON line per step to ``run_dir/train_log.jsonl``, rewrites
 ``run_dir/progress.json`` and sends ``train/<stage>/{loss,lr,tokens_per_s}`` to the tracker.  A NaN/Inf
