@@ -6,7 +6,7 @@ The images are smooth colour fields with noise (they compress like photos, not l
 records are LLaVA instruct records with one image each, the transform is the demo's
 (``vision=tiny-dinosiglip image=letterbox``: two normalized 64 px views per image); per-device batch 16.
 
-    python bench/dataloader.py [--images 256] [--workers 2]
+    python bench/dataloader.py [--images 1024] [--workers 2]
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def measure(paths: list[Path], workers: int, batch: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()

@@ -37,7 +37,7 @@ TINY="vision=tiny-clip llm=tiny-llama train=tiny data=shapes eval=shapes data.ro
 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m ablate.cli train $TINY
 # shellcheck disable=SC2086
 $PY -m torch.distributed.run --standalone --nproc_per_node=1 -m ablate.cli train $TINY  # resumes: nothing left to train
-$PY bench/dataloader.py --images 512
+$PY bench/dataloader.py
 $PY bench/memory.py
 $PY bench/checkpoint.py
 $PY -m ablate.cli plan sweeps/prismatic --gpus 8 --gpu h100-80gb || true  # exit 1 = some point does not fit
