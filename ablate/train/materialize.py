@@ -168,3 +168,18 @@ def final_model(cfg: Any, build_model: ModelBuilder | None, last: Path, *, lora_
         lora.wrap(model, cfg)
     load_checkpoint_weights(last, model, no_dist=True)
     return lora.merge(model).eval()
+
+
+def stage_parameter_counts(cfg: Any, build_model: ModelBuilder | None = None) -> dict[str, dict[str, int]]:
+    """``{stage: {"trainable", "frozen"}}`` of each stage of ``cfg.recipe`` (LoRA adapters included), from
+    meta-device skeletons: nothing allocated or read (``ablate describe`` shows them)."""
+    from ablate.train.stages import plan
+
+    counts = {}
+    for stage in plan(cfg):
+        model = skeleton(cfg, build_model)
+        apply(model, stage)
+        if lora.uses_lora(cfg, stage.trainable):
+            lora.wrap(model, cfg)
+        counts[stage.name] = _counts(model)
+    return counts

@@ -184,3 +184,16 @@ def test_lora_point_trains_adapters_and_merged_model_generates_as_unmerged(tmp_p
     a = merged.generate_ids(images, prompts, max_new_tokens=8)
     b = unmerged.generate_ids(images, prompts, max_new_tokens=8)
     assert a == b and all(len(r) > 0 for r in a)
+
+
+def test_stage_parameter_counts_show_lora_adapters_only_as_trainable() -> None:
+    from ablate.train.materialize import stage_parameter_counts
+
+    full = stage_parameter_counts(compose(["vision=tiny-clip", *TINY, "recipe=two-stage"]))
+    lora = stage_parameter_counts(compose(["vision=tiny-clip", *TINY, "recipe=two-stage-lora", "recipe.lora.rank=4"]))
+    assert full["align"] == lora["align"]
+    projector = full["align"]["trainable"]
+    # tiny-llama: 2 layers x (q, o: 64x64; k, v: 64x32; gate, up: 64x128; down: 128x64) -> r x (in + out) each
+    adapters = 2 * 4 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 2 + (128 + 64))
+    assert lora["finetune"]["trainable"] == projector + adapters
+    assert lora["finetune"]["frozen"] == full["finetune"]["frozen"] + full["finetune"]["trainable"] - projector
