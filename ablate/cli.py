@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "data check": "ablate.data.check:cli_check",
     "describe": "ablate.describe:cli_describe",
     "export": "ablate.export:cli_export",
+    "plan": "ablate.plan:cli_plan",
 }
 
 
@@ -65,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="Hydra overrides")
     t.add_argument("--wait", action="store_true",
                    help="if another process is training the same run, wait for it instead of exiting")
+
+    pl = sub.add_parser("plan", help="parameters, memory per GPU, FLOPs and GPU-hours of a study's points")
+    pl.add_argument("target", nargs="*", help="a study file/folder (then overrides), or Hydra overrides")
+    pl.add_argument("--gpus", type=int, default=8, help="GPUs per run (FSDP ranks)")
+    pl.add_argument("--gpu", choices=["a100-80gb", "h100-80gb"], default="a100-80gb")
+    pl.add_argument("--mfu", type=float, default=0.4, help="model FLOPs utilization to assume")
+    pl.add_argument("--examples", type=int, help="examples per split when the data mix's size is unknown")
 
     e = sub.add_parser("eval", help="evaluate a run directory or checkpoint on benchmarks")
     e.add_argument("target", help="runs/<run_key> or a model directory")

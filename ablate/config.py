@@ -133,9 +133,21 @@ class StagePlan:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA adapters on the LLM (``ablate.train.lora``), merged into the final model."""
+
+    rank: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                               "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
 class RecipeConfig:
     id: str = MISSING
     stages: list[StagePlan] = field(default_factory=list)
+    lora: LoraConfig | None = None  # LoRA on the stages that train the llm (the last one only)
 
 
 # ------------------------------------------------------------------------------------------------- data
@@ -239,7 +251,9 @@ class RuntimeConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     keep_last: int = 2
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader workers decoding + transforming + collating (0: the training process)
+    checkpoint_format: str = "auto"  # auto (sharded under FSDP, else full) | sharded | full
+    compile: bool = False  # torch.compile each vision block and decoder layer
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True
     # seconds a rank of a multi-task job waits in init_process_group / a collective for the others before it
@@ -381,6 +395,11 @@ def validate(cfg: Any) -> None:
         for c in s.trainable:
             _allowed(f"recipe.stages[{i}].trainable", c, COMPONENTS)
         _allowed(f"recipe.stages[{i}].data", s.data, ("align", "finetune"))
+    if cfg.recipe.get("lora") is not None:
+        with_llm = [i for i, s in enumerate(stages) if "llm" in s.trainable]
+        _check(with_llm == [len(stages) - 1], "recipe.lora", cfg.recipe.id,
+               f"a recipe whose last stage alone trains the llm (stages training llm: {with_llm})")
+        _check(int(cfg.recipe.lora.rank) > 0, "recipe.lora.rank", cfg.recipe.lora.rank, "a positive rank")
     has_align = any(s.name == "align" for s in stages)
     if not has_align and cfg.train.align.epochs not in (None, 1.0):
         raise ConfigError(f"train.align.epochs: invalid value {cfg.train.align.epochs!r} for single-stage "

@@ -156,6 +156,8 @@ def science_dict(cfg: Any, *, with_seed: bool = True) -> dict[str, Any]:
     plain = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
     sci = {k: v for k, v in plain.items() if k not in NON_SCIENCE_SECTIONS}
     sci = _strip(sci)
+    if isinstance(sci.get("recipe"), dict) and sci["recipe"].get("lora") is None:
+        sci["recipe"].pop("lora", None)  # recipes without LoRA keep the run keys they had before the key existed
     if not with_seed:
         sci["train"] = {k: v for k, v in sci["train"].items() if k != "seed"}
     return sci

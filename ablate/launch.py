@@ -371,7 +371,15 @@ def submit_study(study: Any, points: Sequence[Any], studies_dir: str | Path, *,
         if launcher.id == "local":  # the local executor starts all jobs at once: cap them with slots
             job = PointJob(body, slots=str(sdir / "local-slots"), n_slots=int(launcher.array_parallelism),
                            threads=int(launcher.cpus_per_task))
-        jobs = executor.map_array(job, payloads)
+        try:
+            jobs = executor.map_array(job, payloads)
+        except Exception as exc:
+            from ablate.partition import sbatch_error
+
+            one_line = sbatch_error(exc, study.name)
+            if one_line is None:
+                raise
+            raise one_line from None
     job_ids = [str(j.job_id) for j in jobs]
 
     runs = {**old_runs}
@@ -425,8 +433,12 @@ def cli_sweep(args: argparse.Namespace) -> int:
         points = expand(study, overrides)
         if not points:
             raise ConfigError(f"{study.path}: the study expands to no design points")
-        validate_launcher(points, str(study.path))
+        launcher = validate_launcher(points, str(study.path))
         check_same_design(study, points, args.studies_dir)
+        if launcher.id == "slurm":  # a request the partition cannot serve stops here, in one line
+            from ablate.partition import check
+
+            check(launcher, str(study.path))
         expanded.append((study, points))
     body = os.environ.get("ABLATE_JOB_BODY", DEFAULT_BODY)
     resolve_body(body)  # fail here, not in every job

@@ -22,3 +22,22 @@ $PY bench/train_step.py --device cuda --peak-tflops "$PEAK" --batch 8 --seq-len 
   llm.random_init.num_attention_heads=32 llm.random_init.num_key_value_heads=4
 # 4. evaluation: batched (16) vs batch-1 greedy decoding, same tiny model and examples (goal >= 8x on GPU)
 $PY bench/eval_throughput.py --device cuda --n 128 --batch-size 16 --max-new-tokens 16
+# 5. scale (issue 20), one GPU: the CPU-tested paths on CUDA.  a) FSDP units / skeleton / workers / LoRA /
+#    sharded-resume tests (gloo ranks; they also run on CPU); b) one-rank NCCL FSDP2 training of the tiny
+#    two-stage LoRA recipe from a meta-device skeleton, DataLoader workers with pinned memory, sharded
+#    checkpoints, then a resume from the last of them; c) the input-pipeline and memory/checkpoint benches;
+#    d) ablate plan for the Prismatic study on 8 H100s (prints the table; no GPU needed).
+$PY -m pytest -q tests/train/test_scale.py tests/train/test_sharded.py tests/launch/test_multinode.py
+SCALE=$(mktemp -d)
+TINY="vision=tiny-clip llm=tiny-llama train=tiny data=shapes eval=shapes data.root=$SCALE/shapes data.synthetic.size=200
+  recipe=two-stage-lora train.max_steps=20 train.sharding=full train.precision=bf16 train.activation_checkpointing=true
+  runtime.device=cuda runtime.num_workers=2 runtime.checkpoint_format=sharded runtime.checkpoint_every=5
+  runtime.runs_dir=$SCALE/runs tracking.uri=sqlite:///$SCALE/mlflow.db tracking.artifact_root=$SCALE/art runtime.progress=false"
+# shellcheck disable=SC2086
+$PY -m torch.distributed.run --standalone --nproc_per_node=1 -m ablate.cli train $TINY
+# shellcheck disable=SC2086
+$PY -m torch.distributed.run --standalone --nproc_per_node=1 -m ablate.cli train $TINY  # resumes: nothing left to train
+$PY bench/dataloader.py
+$PY bench/memory.py
+$PY bench/checkpoint.py
+$PY -m ablate.cli plan sweeps/prismatic --gpus 8 --gpu h100-80gb || true  # exit 1 = some point does not fit

@@ -1,7 +1,8 @@
 """The training loop: every stage of a recipe, resumable, on one process or FSDP2 ranks; ``ablate train``.
 
-Per stage: a fresh model (seeded; weights of the previous stage loaded from its stage-end checkpoint), the
-stage's freeze plan, ``parallelize``, AdamW (no weight decay on biases and 1-D params), linear warmup +
+Per stage: the stage's model (``ablate.train.materialize``: a meta-device skeleton on every rank, frozen/
+LoRA-wrapped, ``parallelize``d, weights loaded once: the previous stage-end checkpoint read per shard, or
+rank 0's initial model broadcast), AdamW (no weight decay on biases and 1-D params), linear warmup +
 cosine decay, gradient accumulation up to ``global_batch`` (``per_device_batch`` x ranks x accumulation
 steps), grad-norm clipping.  Budgets as Prismatic computes them (``prismatic/training/strategies``), with
 N examples, global batch G, E epochs, steps per epoch S (modality-split batches, padded per modality):
@@ -18,10 +19,12 @@ dropped before the optimizer step, as Prismatic's text-only forward never touche
 and weight decay do not move them.  The compute dtype each component actually ran in on a stage's first step
 goes to ``run_dir/precision.json`` next to its (float32) master dtype.  The order of examples is a seeded permutation
 per (stage, epoch) and each global batch is split into micro-batches the same way for any number of ranks,
-so 1 process and N ranks see the same batches and a resumed run sees exactly the batches it had left.
+so 1 process and N ranks see the same batches and a resumed run sees exactly the batches it had left; a
+DataLoader with ``runtime.num_workers`` workers builds them (``ablate.train.feed``).
 
 Resuming: ``run_dir/checkpoints/step-<N>`` (written every ``runtime.checkpoint_every`` steps and at every
-stage end) restores weights, optimizer, scheduler, RNG and the data position (stage, step); the final
+stage end; per-rank shards under FSDP, ``runtime.checkpoint_format``) restores weights, optimizer,
+scheduler, RNG and the data position (stage, step), at the same or another world size; the final
 parameters are bit-identical to an uninterrupted run on CPU.  Rank 0 shows tqdm, logs a plain line every
 ``runtime.log_every`` steps, appends one JSON line per step to ``run_dir/train_log.jsonl``, rewrites
 ``run_dir/progress.json`` and sends ``train/<stage>/{loss,lr,tokens_per_s}`` to the tracker.  A NaN/Inf
@@ -37,7 +40,6 @@ import json
 import logging
 import math
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -45,21 +47,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ablate.config import dist_timeout_s
-from ablate.train import checkpoint
-from ablate.train.stages import Stage, apply, plan
+from ablate.train import checkpoint, lora, sharded
+from ablate.train.feed import StepBatches, loader, micro_batches
+from ablate.train.materialize import final_model, load_checkpoint, seed_everything, stage_model
+from ablate.train.stages import Stage, plan
 from ablate.train.strategy import (
     DistInfo,
     all_reduce_sum,
     autocast,
     device_mesh,
     init_distributed,
-    parallelize,
 )
 
 log = logging.getLogger(__name__)
@@ -172,19 +174,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 # ------------------------------------------------------------------------------------------- defaults
-def default_model(cfg: Any) -> nn.Module:
-    from ablate.models.vlm import build_vlm
-
-    return build_vlm(cfg)
-
-
 def default_data(cfg: Any, stage: Stage, model: nn.Module, *, stats: Any = None) -> tuple[Sequence[Any], Collate]:
     """The stage's split of the data mix and a collate function bound to the model's tokenizer; ``stats``
     (a ``DataStats``) collects the counts of every stage."""
@@ -305,7 +295,7 @@ def _first_compute_dtypes(model: nn.Module) -> tuple[dict[str, Any], list[Any]]:
 
 def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Collate], cfg: Any, info: DistInfo,
                  run_log: RunLog, ckpt_root: Path, *, resume_from: Path | None, step_offset: int,
-                 sharded: bool) -> int:
+                 sharded_model: bool) -> int:
     """Run one stage from its start or from a mid-stage checkpoint; return the global step at its end."""
     dataset, collate_fn = data
     sampler = batch_plan(dataset, stage, cfg)
@@ -316,23 +306,26 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
              b.schedule, warmup_steps(b.schedule, stage.warmup_ratio), b.steps_per_epoch)
     start = 0
     if resume_from is not None:
-        meta = checkpoint.load(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
+        meta = load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
         start = int(meta["stage_step"])
         log.info("stage %s: resumed at step %d/%d from %s", stage.name, start, b.total_steps, resume_from)
     every = int(cfg.runtime.checkpoint_every)
-    epochs: dict[int, list[list[list[int]]]] = {}
+    per_step = b.micro_per_step // info.world_size
+    steps = StepBatches(sampler, steps_per_epoch=b.steps_per_epoch, start=start, total=b.total_steps,
+                        rank=info.rank, world=info.world_size, per_step=per_step)
+    data_loader = loader(dataset, collate_fn, steps, num_workers=int(cfg.runtime.get("num_workers", 0) or 0),
+                         pin_memory=info.device.type == "cuda")
+    feed = micro_batches(dataset, data_loader)
+    save = sharded.save if _sharded_checkpoints(cfg, sharded_model) else checkpoint.save
     bar = tqdm(total=b.total_steps, initial=start, desc=f"train {stage.name}",
                disable=not (info.is_main and cfg.runtime.progress))
     for step in range(start, b.total_steps):
         epoch, in_epoch = divmod(step, b.steps_per_epoch)
-        if epoch not in epochs:
-            epochs = {epoch: sampler.global_batches(epoch)}
-        mine = epochs[epoch][in_epoch][info.rank::info.world_size]
-        batches = [collate_fn([dataset[i] for i in ids]) for ids in mine]
+        batches = [next(feed) for _ in range(per_step)]
         lr = scheduler.get_last_lr()[0]
         tic = time.perf_counter()
         probe, handles = _first_compute_dtypes(model) if step == start else ({}, [])
-        loss, norm, tokens = train_step(model, optimizer, batches, stage, step + 1, cfg, info, sharded)
+        loss, norm, tokens = train_step(model, optimizer, batches, stage, step + 1, cfg, info, sharded_model)
         for h in handles:
             h.remove()
         if probe and info.is_main:
@@ -350,9 +343,11 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
                     "global_step": step_offset + done, "total_steps": b.total_steps,
                     "sampler": {"epoch": epoch, "position": (in_epoch + 1) * stage.per_device_batch * b.micro_per_step,
                                 "seed": sampler.seed}}
-            checkpoint.save(ckpt_root, step_offset + done, model=model, optimizer=optimizer, scheduler=scheduler,
-                            meta=meta, keep_last=int(cfg.runtime.keep_last))
+            save(ckpt_root, step_offset + done, model=model, optimizer=optimizer, scheduler=scheduler,
+                 meta=meta, keep_last=int(cfg.runtime.keep_last))
     bar.close()
+    feed.close()
+    del data_loader
     return step_offset + b.total_steps
 
 
@@ -364,19 +359,23 @@ def _record_precision(run_dir: Path, stage: str, dtypes: dict[str, Any]) -> None
 
 
 # -------------------------------------------------------------------------------------------- all stages
-def _fresh_model(cfg: Any, build_model: ModelBuilder, weights_from: Path | None) -> nn.Module:
-    seed_everything(int(cfg.train.seed))
-    model = build_model(cfg)
-    if weights_from is not None:
-        checkpoint.load(weights_from, model=model, restore_rng=False)
-    return model
+CHECKPOINT_FORMATS = ("auto", "sharded", "full")
+
+
+def _sharded_checkpoints(cfg: Any, sharded_model: bool) -> bool:
+    """``runtime.checkpoint_format``: auto = sharded under FSDP, one full file otherwise."""
+    fmt = str(cfg.runtime.get("checkpoint_format", "auto") or "auto")
+    if fmt not in CHECKPOINT_FORMATS:
+        raise ValueError(f"runtime.checkpoint_format: invalid value {fmt!r}; allowed: {', '.join(CHECKPOINT_FORMATS)}")
+    return fmt == "sharded" or (fmt == "auto" and sharded_model)
 
 
 def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_model: ModelBuilder | None = None,
-          build_data: DataBuilder | None = None) -> nn.Module:
+          build_data: DataBuilder | None = None) -> nn.Module | None:
     """Train every stage of ``cfg.recipe`` into ``run_dir`` (resuming from its checkpoints); save and return
-    the final model (a plain, unsharded module; saved by rank 0 to ``run_dir/model/``)."""
-    build_model = build_model or default_model
+    the final model (a plain, unsharded module, LoRA merged; saved by rank 0 to ``run_dir/model/``; the
+    other ranks return None).  ``build_model`` (default: the VLM of ``cfg``) is called on rank 0 for the
+    initial weights and under ``meta_parameters`` on every rank for the skeleton."""
     if build_data is None:
         from ablate.data.llava import DataStats
 
@@ -399,29 +398,31 @@ def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_mo
     stages = plan(cfg)
     weights_from = resume if meta is not None else None
     step_offset = int(meta["global_step"]) - (0 if meta["stage_done"] else int(meta["stage_step"])) if meta else 0
+    lora.check_recipe(cfg)
     for stage in stages:
         if meta is not None and (stage.index < meta["stage"] or (stage.index == meta["stage"] and meta["stage_done"])):
             continue
         mid_stage = meta is not None and stage.index == meta["stage"]
-        model = _fresh_model(cfg, build_model, None if mid_stage else weights_from)
-        counts = apply(model, stage)
+        model, counts = stage_model(cfg, stage, info, mesh if sharded else None, build_model=build_model,
+                                    weights_from=None if mid_stage else weights_from, resuming=mid_stage)
         if info.is_main and tracker is not None:
             tracker.log_params({f"train.{stage.name}.trainable_params": counts["trainable"],
                                 f"train.{stage.name}.frozen_params": counts["frozen"]})
         data = build_data(cfg, stage, model)
-        model = parallelize(model, cfg, mesh if sharded else None, trainable=stage.trainable, device=info.device)
         seed_everything(int(cfg.train.seed) + 7919 * (stage.index + 1))
         step_offset = _train_stage(model, stage, data, cfg, info, run_log, ckpt_root,
                                    resume_from=resume if mid_stage else None, step_offset=step_offset,
-                                   sharded=sharded)
+                                   sharded_model=sharded)
         weights_from = checkpoint.latest(ckpt_root)
         meta = None
         stats = getattr(data[0], "stats", None)
         if info.is_main and stats is not None:
             stats.save(run_dir / "data_stats.json")
         del model
-    final = _fresh_model(cfg, build_model, weights_from)
-    if info.is_main:
+    final = None
+    if info.is_main:  # the other ranks build nothing: rank 0 alone writes the one HF-style folder
+        final = final_model(cfg, build_model, weights_from,
+                            lora_last_stage=lora.uses_lora(cfg, stages[-1].trainable))
         _save_final(final, run_dir / "model")
         run_log.progress(stages[-1].name, step_offset, step_offset)
     if torch.distributed.is_initialized():
