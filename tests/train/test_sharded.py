@@ -84,9 +84,12 @@ def test_two_rank_sharded_resume_is_bit_identical_and_one_process_resumes_it(sha
     ckpt = checkpoint.latest(tmp_path / "resumed" / "checkpoints")
     meta = checkpoint.read_meta(ckpt)
     assert (meta["stage_name"], meta["stage_step"], meta["stage_done"]) == ("finetune", 2, False)
-    assert sorted(p.name for p in ckpt.iterdir()) == ["rng-rank0.json", "rng-rank0.safetensors", "rng-rank1.json",
-                                                      "rng-rank1.safetensors", "shards", "state.json"]
-    assert len(list((ckpt / "shards").glob("*.safetensors"))) == 2  # one file per rank
+    assert sorted(p.name for p in ckpt.iterdir()) == ["manifest.json", "rng-rank0.json", "rng-rank0.safetensors",
+                                                      "rng-rank1.json", "rng-rank1.safetensors", "shards", "state.json"]
+    shard_files = sorted(ckpt.glob("shards/*.safetensors"))
+    assert len(shard_files) == 2  # one file per rank
+    listed = json.loads((ckpt / "manifest.json").read_text())["files"]  # every rank's shard is verified on resume
+    assert {str(p.relative_to(ckpt)) for p in shard_files} <= listed.keys()
     assert json.loads((ckpt / "state.json").read_text())["world_size"] == 2
     assert not list(ckpt.rglob("*.metadata")) and not list(ckpt.rglob("*.pt"))  # nothing pickled
     assert [p.name for p in checkpoint.step_dirs(tmp_path / "resumed" / "checkpoints")] == ["step-4", "step-6"]
