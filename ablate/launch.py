@@ -242,7 +242,9 @@ def absolute_uri(uri: str, cwd: str) -> str:
 
 
 def _job(launcher: str, folder: str, job_id: str) -> submitit.Job:
-    cls = {"slurm": submitit.SlurmJob, "local": submitit.LocalJob}.get(launcher, submitit.DebugJob)
+    # a debug job ran in this process and has no handle to rebuild (DebugJob takes a submission): a LocalJob
+    # gives its folder's paths, and _job_state reports it from the run directory alone
+    cls = submitit.SlurmJob if launcher == "slurm" else submitit.LocalJob
     return cls(folder=folder, job_id=job_id)
 
 

@@ -414,3 +414,13 @@ def test_real_body_requeued_mid_training_ends_with_uninterrupted_parameters(
     exp = client.get_experiment_by_name("rqreal")
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`ablate.run_key` = '{key}'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+
+
+def test_debug_sweep_with_a_failed_run_reports_it(workspace: Path, capsys: pytest.CaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A debug array runs in this process; its status after a failure is read from the run directories
+    (rebuilding a DebugJob handle raised TypeError before)."""
+    study = write_study(workspace / "dbg.yaml", "dbg", seeds=(7, 13))
+    monkeypatch.setenv("ABLATE_TEST_FAIL_SEEDS", "13")
+    rc, out = sweep(capsys, str(study), "--launcher", "debug", "train.max_steps=2")
+    assert rc == 1 and summary(out) == "dbg: 1 done, 1 failed of 2 runs", out

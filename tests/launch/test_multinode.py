@@ -34,8 +34,9 @@ def test_slurm_environment_maps_to_one_rendezvous(monkeypatch: pytest.MonkeyPatc
                                                   node: str) -> None:
     from ablate.train.strategy import export_slurm_environment
 
-    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "LOCAL_WORLD_SIZE"):
-        monkeypatch.delenv(var, raising=False)
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
+        monkeypatch.setenv(var, "")  # recorded, so the export's values are undone after the test (a bare
+        monkeypatch.delenv(var)  # delenv of an unset variable records nothing, and RANK leaked into later tests)
     env = {"SLURM_JOB_ID": "123", "SLURM_JOB_NODELIST": "gpu-a[1-2]", "SLURM_JOB_NUM_NODES": "2",
            "SLURM_NNODES": "2", "SLURM_NTASKS": "16", "SLURM_NTASKS_PER_NODE": "8", "SLURM_TASKS_PER_NODE": "8(x2)",
            "SLURM_PROCID": str(procid), "SLURM_LOCALID": str(localid), "SLURM_NODEID": str(procid // 8),
