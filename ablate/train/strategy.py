@@ -243,12 +243,41 @@ def materialize(model: nn.Module, device: torch.device) -> nn.Module:
     """Allocate a meta-built (and possibly sharded) model on ``device``: parameters uninitialized (weights are
     loaded next), buffers restored to the values they were built with."""
     buffers = {name: b.detach().clone() for name, b in model.named_buffers() if b.device.type != "meta"}
+    tied = _tied_parameter_names(model)
     model.to_empty(device=device)
+    _retie(model, tied)
     with torch.no_grad():
         for name, b in model.named_buffers():
             if name in buffers:
                 b.copy_(buffers[name])
     return model
+
+
+def _tied_parameter_names(model: nn.Module) -> list[list[str]]:
+    """Groups of names under which one parameter is registered (a tied LM head: ``lm_head.weight`` is
+    ``embed_tokens.weight``)."""
+    groups: dict[int, list[str]] = {}
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for name, p in module.named_parameters(recurse=False, remove_duplicate=False):
+            full = f"{module_name}.{name}" if module_name else name
+            if full not in groups.setdefault(id(p), []):
+                groups[id(p)].append(full)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _retie(model: nn.Module, tied: list[list[str]]) -> None:
+    """``to_empty`` gives every module a new parameter, untying shared ones (the LM would then train its head
+    and embedding apart, unlike the checkpoint's architecture): register the first one under every name.
+    Sharded (DTensor) parameters are left to FSDP, which tracks shared parameters itself."""
+    from torch.distributed.tensor import DTensor
+
+    for names in tied:
+        first = model.get_parameter(names[0])
+        if isinstance(first, DTensor):
+            continue
+        for name in names[1:]:
+            owner, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(owner) if owner else model, attr, first)
 
 
 def unwrap_activation_checkpointing(model: nn.Module) -> nn.Module:

@@ -197,3 +197,21 @@ def test_stage_parameter_counts_show_lora_adapters_only_as_trainable() -> None:
     adapters = 2 * 4 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 128) * 2 + (128 + 64))
     assert lora["finetune"]["trainable"] == projector + adapters
     assert lora["finetune"]["frozen"] == full["finetune"]["frozen"] + full["finetune"]["trainable"] - projector
+
+
+def test_materialized_lm_keeps_its_tied_head() -> None:
+    """A tied LM head (SmolLM2, Gemma, Qwen-0.5B ship one) stays one parameter after the meta build:
+    ``to_empty`` alone gives the head and the embedding separate tensors that then train apart."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ablate.train.strategy import materialize, meta_parameters
+
+    cfg = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    with meta_parameters():
+        lm = LlamaForCausalLM(cfg)
+    assert lm.lm_head.weight is lm.model.embed_tokens.weight
+    materialize(lm, torch.device("cpu"))
+    assert lm.lm_head.weight.device.type == "cpu"
+    assert lm.lm_head.weight is lm.model.embed_tokens.weight
+    assert len(list(lm.parameters())) == len(dict(lm.named_parameters(remove_duplicate=False))) - 1
