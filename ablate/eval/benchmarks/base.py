@@ -104,6 +104,7 @@ class Benchmark:
         if closed_set_mode not in ("prob", "generate"):
             raise ValueError(f"eval.closed_set: invalid value {closed_set_mode!r}; allowed: prob, generate")
         self.mode = closed_set_mode if self.closed_set else "generate"
+        self.fingerprint: str | None = None  # set by load(): see ablate.eval.fingerprint
 
     # -- loading ---------------------------------------------------------------------------------------
     def read(self) -> list[Example]:
@@ -116,6 +117,9 @@ class Benchmark:
     def load(self, limit: int | None = None, seed: int = 0) -> list[Example]:
         """All examples (file order), or a fixed-seed subset of ``limit`` spread evenly over strata."""
         examples = self.read()
+        from ablate.eval.fingerprint import fingerprint
+
+        self.fingerprint = fingerprint(examples)  # of the whole benchmark, whatever the subset
         seen: set[str] = set()
         for ex in examples:
             if ex.example_id in seen:
