@@ -55,12 +55,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("study")
     c.add_argument("--out", help="folder for runs/scores/examples parquet (default: studies/<study>/tables)")
     c.add_argument("--studies-dir", default="studies")
+    c.add_argument("--allow-mixed-benchmarks", action="store_true",
+                   help="keep going when runs were scored on different versions (fingerprints) of a benchmark")
 
     r = sub.add_parser("report", help="CSV tables, plots and an HTML/Markdown report of a study")
     r.add_argument("study")
     r.add_argument("--out", required=True, help="report folder")
     r.add_argument("--studies-dir", default="studies")
     r.add_argument("--correction", choices=("holm", "fdr_bh"), default="holm")
+    r.add_argument("--allow-mixed-benchmarks", action="store_true",
+                   help="report even when runs were scored on different versions (fingerprints) of a benchmark")
 
     t = sub.add_parser("train", help="train one design point locally into runs/<run_key>/")
     t.add_argument("overrides", nargs="*", help="Hydra overrides")

@@ -278,6 +278,8 @@ def count_examples(run_dir: Path, benchmark: str) -> int:
 
 def write_results(run_dir: Path, run_key: str, scores: Mapping[str, Mapping[str, float]],
                   timings: Mapping[str, float]) -> None:
+    from ablate.eval.fingerprint import read_fingerprints
+
     data_stats_file = run_dir / "data_stats.json"
     data_stats = json.loads(data_stats_file.read_text()) if data_stats_file.exists() else {}
     results = {
@@ -286,6 +288,7 @@ def write_results(run_dir: Path, run_key: str, scores: Mapping[str, Mapping[str,
         "n": {b: count_examples(run_dir, b) for b in scores},
         "timings": dict(timings),
         "data_stats": data_stats,
+        "fingerprints": {b: fp for b, fp in read_fingerprints(run_dir).items() if b in scores},
     }
     write_atomic(run_dir / "results.json", json.dumps(results, indent=2, sort_keys=True))
 

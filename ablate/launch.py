@@ -442,6 +442,15 @@ def cli_sweep(args: argparse.Namespace) -> int:
 
             check(launcher, str(study.path))
         expanded.append((study, points))
+    from ablate.eval.preflight import check_points
+
+    problems, warnings = check_points([p for _, points in expanded for p in points])
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
+    if problems:  # nothing submitted: one line per problem, each naming its file
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        raise ConfigError(f"{len(problems)} benchmark file problem(s); nothing submitted")
     body = os.environ.get("ABLATE_JOB_BODY", DEFAULT_BODY)
     resolve_body(body)  # fail here, not in every job
     submissions = []

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
-from ablate.results import Results, collect, comparison_pairs, load_tables
+from ablate.results import Results, check_benchmark_versions, collect, comparison_pairs, load_tables
 
 log = logging.getLogger(__name__)
 
@@ -454,6 +454,7 @@ def load_for_report(study: str, studies_dir: str | Path = "studies") -> Results:
 def cli_report(args: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = load_for_report(args.study, args.studies_dir)
+    check_benchmark_versions(results, getattr(args, "allow_mixed_benchmarks", False))
     paths = write_report(results, args.out, correction=args.correction)
     left = pd.read_csv(paths["omitted"])
     for row in left.itertuples():

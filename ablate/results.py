@@ -18,12 +18,14 @@ from typing import Any
 import pandas as pd
 
 from ablate.config import ConfigError
+from ablate.eval.fingerprint import read_fingerprints, refuse_mixed
 
 log = logging.getLogger(__name__)
 
 RUN_COLUMNS = ["run_key", "design_key", "study", "point", "seed", "status"]
-SCORE_COLUMNS = ["run_key", "benchmark", "metric", "value", "n"]
-EXAMPLE_COLUMNS = ["run_key", "benchmark", "example_id", "score", "correct", "prediction", "parsed", "parse_ok"]
+SCORE_COLUMNS = ["run_key", "benchmark", "metric", "value", "n", "fingerprint"]
+EXAMPLE_COLUMNS = ["run_key", "benchmark", "example_id", "score", "correct", "prediction", "parsed", "parse_ok",
+                   "fingerprint"]
 TABLES = ("runs", "scores", "examples")
 # Metric preferred as a benchmark's headline score, in order; otherwise the first metric alphabetically.
 PRIMARY_METRICS = ("accuracy", "score", "acc", "f1")
@@ -159,7 +161,8 @@ def read_examples(path: Path, run_key: str, benchmark: str) -> pd.DataFrame:
             if not isinstance(rec, dict) or "example_id" not in rec or "score" not in rec:
                 raise ConfigError(f"{path}:{lineno}: expected an object with example_id and score")
             records.append(rec)
-    frame = pd.DataFrame(records, columns=[c for c in EXAMPLE_COLUMNS if c not in ("run_key", "benchmark")])
+    frame = pd.DataFrame(records, columns=[c for c in EXAMPLE_COLUMNS
+                                           if c not in ("run_key", "benchmark", "fingerprint")])
     frame.insert(0, "benchmark", benchmark)
     frame.insert(0, "run_key", run_key)
     frame["example_id"] = frame["example_id"].astype(str)
@@ -174,7 +177,7 @@ def read_examples(path: Path, run_key: str, benchmark: str) -> pd.DataFrame:
 def read_run_dir(run_dir: Path) -> dict[str, Any]:
     """What a run folder holds: point.json, results.json scores/n/timings, examples, DONE."""
     out: dict[str, Any] = {"done": (run_dir / "DONE").exists(), "point": {}, "scores": [], "timings": {},
-                           "examples": []}
+                           "examples": [], "fingerprints": read_fingerprints(run_dir)}
     if (run_dir / "point.json").exists():
         out["point"] = _read_json(run_dir / "point.json")
     res_path = run_dir / "results.json"
@@ -183,15 +186,19 @@ def read_run_dir(run_dir: Path) -> dict[str, Any]:
         if not isinstance(res.get("scores"), dict):
             raise ConfigError(f"{res_path}: key 'scores': expected a mapping benchmark -> {{metric: value}}")
         n = res.get("n") or {}
+        fps = {**read_fingerprints(run_dir), **(res.get("fingerprints") or {})}
+        out["fingerprints"] = fps
         for bench, metrics in res["scores"].items():
             if not isinstance(metrics, dict):
                 raise ConfigError(f"{res_path}: scores.{bench}: expected a mapping metric -> value")
             for metric, value in metrics.items():
-                out["scores"].append((bench, metric, float(value), n.get(bench)))
+                out["scores"].append((bench, metric, float(value), n.get(bench), fps.get(bench)))
         out["timings"] = {k: v for k, v in (res.get("timings") or {}).items() if isinstance(v, int | float)}
     ex_dir = run_dir / "examples"
     if ex_dir.is_dir():
         out["examples"] = [read_examples(p, run_dir.name, p.stem) for p in sorted(ex_dir.glob("*.jsonl"))]
+        for frame in out["examples"]:
+            frame["fingerprint"] = out["fingerprints"].get(frame["benchmark"].iloc[0]) if len(frame) else None
     return out
 
 
@@ -288,7 +295,8 @@ def collect(study: str | Path, *, studies_dir: str | Path = "studies", out: str 
             for name, value in ml.get("metrics", {}).items():
                 parts = name.split("/")
                 if len(parts) == 3 and parts[0] == "eval":
-                    scores.append((key, parts[1], parts[2], float(value), None))
+                    scores.append((key, parts[1], parts[2], float(value), None,
+                                   ml_params.get(f"fingerprint.{parts[1]}")))
         examples += folder["examples"]
 
     runs_frame = pd.DataFrame(runs)
@@ -314,9 +322,23 @@ def collect(study: str | Path, *, studies_dir: str | Path = "studies", out: str 
     return results
 
 
+def check_benchmark_versions(results: Results, allow: bool = False) -> list[str]:
+    """Refuse (ConfigError) a study whose runs were scored on different versions of one benchmark, naming
+    both fingerprints; with ``allow`` the problems are returned (and logged) instead."""
+    frame = results.scores
+    if "fingerprint" not in frame.columns or frame.empty:
+        return []
+    rows = zip(frame["run_key"], frame["benchmark"], frame["fingerprint"].astype(object), strict=True)
+    problems = refuse_mixed(((str(k), str(b), None if pd.isna(f) else f) for k, b, f in rows), allow)
+    for p in problems:
+        log.warning("allowed by --allow-mixed-benchmarks: %s", p)
+    return problems
+
+
 def cli_collect(args: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = collect(args.study, studies_dir=args.studies_dir, out=args.out, refresh=True)
+    check_benchmark_versions(res, getattr(args, "allow_mixed_benchmarks", False))
     counts = res.runs["status"].value_counts().to_dict()
     print(f"{res.manifest['study']}: {len(res.runs)} runs ({', '.join(f'{v} {k}' for k, v in counts.items())}), "
           f"{len(res.scores)} scores, {len(res.examples)} examples")

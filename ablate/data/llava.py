@@ -66,7 +66,8 @@ class DataStats:
     read: Counter = field(default_factory=Counter)  # source -> records read
     kept: Counter = field(default_factory=Counter)  # source -> records kept
     skipped: Counter = field(default_factory=Counter)  # reason -> count
-    truncated_ids: set[str] = field(default_factory=set)  # example ids cut to max_length
+    # records cut to max_length, keyed (source, index in its file): ids may be shared (LRV, LLaVA's OCR files)
+    truncated_ids: set[tuple[str, int]] = field(default_factory=set)
     dropped_language_only: int = 0
     trimmed_questions: int = 0  # trailing user turns without a reply, removed from kept records
     examples: list[str] = field(default_factory=list)  # the first few problems, for the log
@@ -251,7 +252,7 @@ class LlavaDataset:
         else:
             input_ids, labels = tokenize_conversation(self.tokenizer, self.prompt_format, record.conversation)
         if len(input_ids) > self.max_length:
-            self.stats.truncated_ids.add(record.example_id)
+            self.stats.truncated_ids.add((record.source, record.index))
             input_ids, labels = input_ids[: self.max_length], labels[: self.max_length]
         return input_ids, labels
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ablate.eval.benchmarks import Benchmark, BenchmarkFormatError, Example, get_benchmark
+from ablate.eval.fingerprint import write_fingerprints
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
         lmms_path = run_dir / "examples" / LMMS_DIR / f"samples_{bench.id}.jsonl"
         write_jsonl(lmms_path, lmms_samples(bench, examples, records))
         metrics = bench.aggregate(records)
+        if bench.fingerprint:
+            write_fingerprints(run_dir, {bench.id: bench.fingerprint})
         elapsed = time.perf_counter() - t0
         metrics["examples_per_s"] = len(examples) / elapsed if elapsed > 0 else float("nan")
         scores[bench.id] = metrics
@@ -159,6 +162,8 @@ def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
                  metrics["parse_failure_rate"], elapsed)
         if tracker is not None:
             tracker.log_metrics({f"eval/{bench.id}/{k}": v for k, v in metrics.items()})
+            if bench.fingerprint and hasattr(tracker, "log_params"):
+                tracker.log_params({f"fingerprint.{bench.id}": bench.fingerprint})
             if hasattr(tracker, "log_artifact"):
                 tracker.log_artifact(path, "examples")
     return scores

@@ -25,7 +25,7 @@ def test_collect_builds_tidy_tables(fixture_study, tmp_path):
     assert runs["cfg.eval.use_ocr"].dtype == "boolean" and not runs["cfg.eval.use_ocr"].iloc[0]
     assert runs["cfg.train.seed"].dtype == "Int64"
     assert runs["time_train_s"].iloc[0] == 12.5
-    assert list(scores.columns) == ["run_key", "benchmark", "metric", "value", "n"]
+    assert list(scores.columns) == ["run_key", "benchmark", "metric", "value", "n", "fingerprint"]
     assert len(scores) == 6 * len(BENCHMARKS) * 2
     assert len(ex) == 6 * sum(BENCHMARKS.values())
     # scores agree with the per-example records they summarise

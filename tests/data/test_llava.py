@@ -84,6 +84,18 @@ def test_loss_mask_is_exactly_the_assistant_replies(world: Path, tokenizer, form
         assert records[i].conversation[0][1].replace("<image>\n", "") in prompt_text
 
 
+def test_truncation_counts_records_that_share_an_id(world: Path, tokenizer) -> None:
+    import dataclasses
+
+    records = read_records(world / "instruct.json", world / "images", source="s")
+    stats = DataStats()
+    ds = LlavaDataset(records, tokenizer, get_prompt_format("base", tokenizer), to_tensor, max_length=8, stats=stats)
+    shared = [dataclasses.replace(r, example_id="same-id") for r in records[:3]]  # as LRV's image-id ids
+    for r in shared:
+        ds.tokenize(r)
+    assert stats.truncated == 3
+
+
 def test_truncation_is_counted_once_per_example(world: Path, tokenizer) -> None:
     records = read_records(world / "instruct.json", world / "images", source="s")
     stats = DataStats()
@@ -97,7 +109,7 @@ def test_truncation_is_counted_once_per_example(world: Path, tokenizer) -> None:
             assert ex is None or len(ex.input_ids) == 40
     assert stats.truncated == len(long_ids)
     # examples whose every reply lies past max_length are skipped and counted, never trained on silently
-    assert stats.truncated_ids >= {records[i].example_id for i in long_ids}
+    assert stats.truncated_ids >= {(records[i].source, records[i].index) for i in long_ids}
     assert stats.skipped.get("no-target-after-truncation", 0) == sum(ds[i] is None for i in long_ids)
 
 

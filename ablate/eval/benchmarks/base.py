@@ -114,6 +114,7 @@ class Benchmark:
         if closed_set_mode not in ("prob", "generate"):
             raise ValueError(f"eval.closed_set: invalid value {closed_set_mode!r}; allowed: prob, generate")
         self.mode = closed_set_mode if self.closed_set else "generate"
+        self.fingerprint: str | None = None  # set by load(): see ablate.eval.fingerprint
 
     # -- loading ---------------------------------------------------------------------------------------
     def read(self) -> list[Example]:
@@ -129,6 +130,9 @@ class Benchmark:
         if not examples:
             raise BenchmarkFormatError(f"{self.root}: benchmark {self.id}: no examples; expected at least one "
                                        "(an empty release file?)")
+        from ablate.eval.fingerprint import fingerprint
+
+        self.fingerprint = fingerprint(examples)  # of the whole benchmark, whatever the subset
         seen: set[str] = set()
         for ex in examples:
             check_image_inside(self.root, ex, self.id)
