@@ -1,8 +1,9 @@
-"""Benchmark checks before submit: the loaders' own ``read()`` run on every benchmark a study's points use.
+"""Benchmark checks before submit: the loaders' own ``load()`` run on every benchmark a study's points use.
 
 ``ablate sweep`` calls ``check_points`` after expanding every study and before submitting anything, so a
 missing or malformed benchmark file is one line naming the file now rather than an error after hours of
-training.  The checks are the loaders themselves (``Benchmark.read``), so a file the loader would reject can
+training.  The checks are the loaders themselves (``Benchmark.load``: format, unique ids, not empty, images
+inside the root), so a file the loader would reject can
 never pass.  An eval root that does not exist yet (data written later, e.g. by ``ablate data synth`` inside a
 job) is reported as a warning line, not an error.
 """
@@ -21,7 +22,7 @@ def check_benchmarks(root: str | Path, benchmark_ids: Iterable[str]) -> list[str
     problems = []
     for bid in benchmark_ids:
         try:
-            get_benchmark(bid, root).read()
+            get_benchmark(bid, root).load()
         except (BenchmarkFormatError, KeyError) as exc:
             problems.append(f"{bid}: {str(exc).strip(chr(39))}")
     return problems
