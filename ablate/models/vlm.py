@@ -6,7 +6,7 @@ over assistant tokens (labels from the data pipeline; image slots get ``-100``).
 alike; in a batch that mixes image and text-only rows, text rows get masked filler slots (at the end of a
 right-padded row, at the start of a left-padded one).
 ``generate`` is batched greedy decoding with left padding and a KV cache, stopping at EOS; it computes
-position ids itself so ``1d`` and ``rope-2d`` decode the same way.  ``score_options`` returns normalized
+position ids itself so every ``llm.image_positions`` level decodes the same way.  ``score_options`` returns normalized
 probabilities of closed-set options (option log-likelihood given the prompt, softmaxed over the options; for
 single-token options this is Prismatic's option-token probability).  ``save_pretrained`` /
 ``from_pretrained`` round-trip the config, the tokenizer and all weights (safetensors), rebuilt in float32
@@ -30,7 +30,7 @@ from torch import nn
 
 from ablate.data.transforms import build_image_transform
 from ablate.models.llm import build_llm, build_tokenizer
-from ablate.models.positions import enable_rope_2d, merged_positions, next_positions
+from ablate.models.positions import enable_positions, merged_positions, next_positions
 from ablate.models.projector import build_projector, num_output_tokens
 from ablate.models.prompts import IGNORE_INDEX, get_prompt_format
 from ablate.models.vision import build_vision
@@ -73,8 +73,7 @@ class VLM(nn.Module):
         self.num_image_tokens = num_output_tokens(cfg.projector, vision.num_patches)
         # the patch grid of the image tokens (None for resamplers: their tokens have no 2-D layout)
         self.image_grid = vision.grid if self.num_image_tokens == vision.num_patches else None
-        if self.image_positions == "rope-2d":
-            enable_rope_2d(llm)
+        enable_positions(llm, self.image_positions)
         evaluation = cfg.get("eval") if hasattr(cfg, "get") else None
         self.inference_precision = str((evaluation.get("precision") if evaluation is not None else None) or "bf16")
 
