@@ -80,6 +80,7 @@ class ProjectorConfig:
     depth: int = 2  # resamplers: number of cross-attention / query-transformer layers
     heads: int = 8
     hidden_mult: int = 4  # fused-mlp: first hidden width = hidden_mult * input width
+    xattn_every: int | None = None  # gated-xattn: a gated cross-attention block before every k-th LM layer
 
 
 # -------------------------------------------------------------------------------------------------- llm
@@ -287,7 +288,7 @@ def register_configs() -> None:
 
 # ------------------------------------------------------------------------------------------- validation
 IMAGE_IDS = ("resize-naive", "letterbox", "resize-crop")
-PROJECTOR_IDS = ("linear", "mlp", "fused-mlp", "perceiver", "qformer")
+PROJECTOR_IDS = ("linear", "mlp", "fused-mlp", "perceiver", "qformer", "gated-xattn")
 RESAMPLERS = ("perceiver", "qformer")
 PROMPT_FORMATS = ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct", "phi-2", "tokenizer")
 ACTIVATIONS = ("gelu", "quick_gelu", "gelu_tanh", "none")
@@ -370,6 +371,10 @@ def validate(cfg: Any) -> None:
     if p.id in RESAMPLERS:
         _check(p.num_tokens is not None and p.num_tokens > 0, "projector.num_tokens", p.num_tokens,
                f"a positive number of learned queries for projector={p.id}")
+    elif p.id == "gated-xattn":
+        _check(p.num_tokens is None, "projector.num_tokens", p.num_tokens, "null for projector=gated-xattn")
+        _check(p.xattn_every is not None and p.xattn_every > 0, "projector.xattn_every", p.xattn_every,
+               "a positive layer interval for projector=gated-xattn")
     elif p.num_tokens is not None:
         raise ConfigError(f"projector.num_tokens: invalid value {p.num_tokens!r}; "
                           f"expected null for projector={p.id} (only perceiver/qformer resample)")
@@ -380,7 +385,7 @@ def validate(cfg: Any) -> None:
     if llm.image_positions != "1d":
         _check(llm.family in ROPE_2D_FAMILIES, "llm.image_positions", llm.image_positions,
                f"an LLM of family {'/'.join(ROPE_2D_FAMILIES)}, got llm={llm.id} ({llm.family})")
-        _check(p.id not in RESAMPLERS, "llm.image_positions", llm.image_positions,
+        _check(p.id not in (*RESAMPLERS, "gated-xattn"), "llm.image_positions", llm.image_positions,
                f"a projector that keeps the patch grid, got projector={p.id}")
     _check(llm.path is not None or llm.hf_id is not None or llm.random_init is not None, "llm", llm.id,
            "one of llm.path, llm.hf_id or llm.random_init")

@@ -24,7 +24,7 @@ def _keys(lines: list[str]) -> dict[str, str]:
 
 
 def test_beyond_dry_run_lists_every_level_around_the_prismatic_baseline() -> None:
-    lines = _dry_run("sweeps/beyond")
+    lines = _dry_run("sweeps/beyond/positions.yaml")
     study = yaml.safe_load((ROOT / "sweeps" / "beyond" / "positions.yaml").read_text())
     levels = study["axes"]["llm.image_positions"].split(",")
     assert levels == ["1d", "m-rope", "rope-tie", "rope-tv"]
@@ -38,3 +38,12 @@ def test_beyond_dry_run_lists_every_level_around_the_prismatic_baseline() -> Non
     old_id = DesignPoint.build("x", [f"{k}={v}" for k, v in study["baseline"].items() if k != "llm.image_positions"]
                                + ["llm.image_positions=rope-2d"], 7)
     assert keys["llm.image_positions=m-rope"] == old_id.run_key  # the old ID and the new one: one run
+
+
+def test_beyond_bridges_and_the_folder_dry_run() -> None:
+    keys = _keys(_dry_run("sweeps/beyond/bridges.yaml"))
+    assert set(keys) == {"baseline", "projector=perceiver", "projector=qformer", "projector=gated-xattn"}
+    prismatic = _keys(_dry_run("sweeps/prismatic/4.1-optimization.yaml"))
+    assert keys["baseline"] == prismatic["one-stage+7b"]
+    lines = _dry_run("sweeps/beyond")
+    assert lines[-1] == "8 design points, 7 unique runs"  # both studies share the baseline

@@ -74,6 +74,8 @@ class VLM(nn.Module):
         # the patch grid of the image tokens (None for resamplers: their tokens have no 2-D layout)
         self.image_grid = vision.grid if self.num_image_tokens == vision.num_patches else None
         enable_positions(llm, self.image_positions)
+        if hasattr(projector, "set_context"):  # gated-xattn: no image tokens, cross-attention inside the LM
+            projector.attach(llm)
         evaluation = cfg.get("eval") if hasattr(cfg, "get") else None
         self.inference_precision = str((evaluation.get("precision") if evaluation is not None else None) or "bf16")
 
@@ -85,6 +87,11 @@ class VLM(nn.Module):
                 yield
         else:
             yield
+
+    @property
+    def bridge(self) -> nn.Module | None:
+        """The gated-xattn projector (``ablate.models.bridge``), else None (a property: no second module name)."""
+        return self.projector if hasattr(self.projector, "set_context") else None
 
     @property
     def device(self) -> torch.device:
@@ -106,6 +113,8 @@ class VLM(nn.Module):
         embed = self.llm.get_input_embeddings()
         text = embed(input_ids)
         B, L = input_ids.shape
+        if self.bridge is not None:
+            return self._merge_bridge(text, attention_mask, labels, pixels, has_image)
         if pixels is None or has_image is None or not bool(has_image.any()):
             if pixels is not None and self.training and torch.is_grad_enabled():
                 # an all-text training batch still passes one (blank) image through the image path with weight
@@ -139,6 +148,21 @@ class VLM(nn.Module):
         image_index = torch.where(in_image & has_image.unsqueeze(1), rel, -1)
         positions = merged_positions(attn, image_index, self.image_grid, self.image_positions)
         return merged, attn, labels, positions
+
+    def _merge_bridge(self, text: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None,
+                      pixels: Pixels | None, has_image: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The text alone (1-D positions); the image features become the bridge's cross-attention context.
+        Every row with pixels passes through the image path (rows without an image are masked in the blocks),
+        so every FSDP rank's backward covers the same parameters."""
+        if pixels is None:
+            self.bridge.set_context(None, None)
+        else:
+            rows = torch.ones(text.shape[0], dtype=torch.bool, device=text.device) if has_image is None else \
+                has_image.to(text.device).bool()
+            self.bridge.set_context(self.embed_images(pixels).to(text.dtype), rows)
+        image_index = torch.full(attention_mask.shape, -1, device=attention_mask.device)
+        return text, attention_mask, labels, merged_positions(attention_mask, image_index, None, "1d")
 
     # ------------------------------------------------------------------------------------------ training
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
