@@ -9,8 +9,9 @@ with ``a_attn = a_ff = 0`` at init, so the LM starts exactly unchanged.  The blo
 recipe that trains the projector trains them, as Flamingo trains them with a frozen LM) and are called by forward
 pre-hooks on the LM's decoder layers, so the LM's own module names and weights are untouched.  Each block is an
 FSDP unit (``fsdp_blocks``).  ``set_context`` is called once per sequence batch by ``VLM.merge``; a block
-computes its image keys/values once per context (``kv_computations`` counts them) and reuses them for every
-decoding step of ``generate``.  Rows without an image get no cross-attention output.
+computes its image keys/values once per context at inference (``kv_computations`` counts them) and reuses them
+for every decoding step of ``generate``; with grad enabled it computes them in each call (once per forward;
+activation checkpointing recomputes them consistently).  Rows without an image get no cross-attention output.
 """
 
 from __future__ import annotations
@@ -48,10 +49,13 @@ class GatedCrossAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bridge = self._bridge[0]
         context, row_mask = bridge.context, bridge.row_mask
-        kv = bridge.kv_cache.get(self.index)
-        if kv is None:  # once per context: every decoding step reuses them
+        # inference: once per context, every decoding step reuses them; with grad: computed in the block's own
+        # forward, so an activation-checkpointed layer recomputes exactly what its forward did
+        kv = None if torch.is_grad_enabled() else bridge.kv_cache.get(self.index)
+        if kv is None:
             kv = self.kv(context.to(self.kv.weight.dtype)).chunk(2, dim=-1)
-            bridge.kv_cache[self.index] = kv
+            if not torch.is_grad_enabled():
+                bridge.kv_cache[self.index] = kv
             bridge.kv_computations += 1
         q = self._split(self.q(self.norm(x)))
         k, v = (self._split(t.to(q.dtype)) for t in kv)

@@ -18,7 +18,8 @@ from ablate.train.loop import read_train_log, train
 
 LEVELS = ("m-rope", "rope-tie", "rope-tv")
 POINTS = {**{level: [f"llm.image_positions={level}"] for level in LEVELS},
-          "gated-xattn": ["projector=gated-xattn", "projector.xattn_every=1", "projector.heads=2"]}
+          "gated-xattn": ["projector=gated-xattn", "projector.xattn_every=1", "projector.heads=2",
+                          "train.activation_checkpointing=true"]}  # the blocks run inside checkpointed layers
 
 
 def _rank(rank: int, world: int, port: int, root: str, out: str) -> None:
