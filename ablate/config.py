@@ -120,7 +120,7 @@ class LLMConfig:
     # None = add "<pad>" only when the tokenizer has none
     pad_token: str | None = None
     tokenizer: str | None = None  # "synthetic-bpe" builds a byte-level BPE in-process; None = from weights
-    image_positions: str = "1d"  # 1d | m-rope (alias rope-2d) | rope-tie | rope-tv: ablate.models.positions
+    image_positions: str = "1d"  # 1d | m-rope (alias rope-2d) | mrope-interleave | rope-tie | rope-tv
     max_length: int = 2048
     pad_to_multiple_of: int = 64
 
@@ -293,7 +293,7 @@ RESAMPLERS = ("perceiver", "qformer")
 PROMPT_FORMATS = ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct", "phi-2", "tokenizer")
 ACTIVATIONS = ("gelu", "quick_gelu", "gelu_tanh", "none")
 WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
-IMAGE_POSITIONS = ("1d", "m-rope", "rope-2d", "rope-tie", "rope-tv")  # built by ablate.models.positions
+IMAGE_POSITIONS = ("1d", "m-rope", "rope-2d", "mrope-interleave", "rope-tie", "rope-tv")  # built by ablate.models.positions
 POSITION_ALIASES = {"rope-2d": "m-rope"}  # old ID -> level; run keys hash the old spelling (design.science_dict)
 ROPE_2D_FAMILIES = ("llama", "mistral", "qwen2")
 STAGE_NAMES = ("align", "finetune", "full-finetune")

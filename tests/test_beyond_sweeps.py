@@ -27,10 +27,10 @@ def test_beyond_dry_run_lists_every_level_around_the_prismatic_baseline() -> Non
     lines = _dry_run("sweeps/beyond/positions.yaml")
     study = yaml.safe_load((ROOT / "sweeps" / "beyond" / "positions.yaml").read_text())
     levels = study["axes"]["llm.image_positions"].split(",")
-    assert levels == ["1d", "m-rope", "rope-tie", "rope-tv"]
+    assert levels == ["1d", "m-rope", "mrope-interleave", "rope-tie", "rope-tv"]
     keys = _keys(lines)
     assert set(keys) == {"baseline", *(f"llm.image_positions={lv}" for lv in levels[1:])}
-    assert lines[-1] == "4 design points, 4 unique runs"
+    assert lines[-1] == "5 design points, 5 unique runs"
     prismatic = _keys(_dry_run("sweeps/prismatic/4.1-optimization.yaml"))
     assert keys["baseline"] == prismatic["one-stage+7b"]  # the same model as Prismatic's study: one run
     from ablate.design import DesignPoint
@@ -46,4 +46,4 @@ def test_beyond_bridges_and_the_folder_dry_run() -> None:
     prismatic = _keys(_dry_run("sweeps/prismatic/4.1-optimization.yaml"))
     assert keys["baseline"] == prismatic["one-stage+7b"]
     lines = _dry_run("sweeps/beyond")
-    assert lines[-1] == "8 design points, 7 unique runs"  # both studies share the baseline
+    assert lines[-1] == "9 design points, 8 unique runs"  # both studies share the baseline

@@ -10,6 +10,10 @@ patch ``k`` sits at row ``r = k // G``, column ``c = k % G``.
   ID before the rename): three contiguous frequency sections (sequence, row, col) with Qwen2-VL's 16/24/24 of
   64 split; text at ``n`` gets ``(n, n, n)``, patch ``(r, c)`` gets ``(p, p + r, p + c)``, the text after
   continues at ``p + G`` (the image's largest position + 1).
+- ``mrope-interleave`` (MRoPE-I, Huang et al. 2025, "Revisiting multimodal positional encoding in vision-
+  language models", arXiv 2510.23095): M-RoPE's positions, but the frequencies go round-robin over the three
+  axes (frequency ``i`` on axis ``i mod 3``), so every axis sees the full frequency range.  The paper's
+  optional "spatial reset" is not implemented.
 - ``rope-tie`` (Su Jianlin, "Transformer upgrade road 17: simple thoughts on multimodal position encoding",
   kexue.fm/archives/10040, March 2024): RoPE-2D for every token; text at ``n`` gets ``(n, n)``, patch
   ``(r, c)`` gets ``(p + r, p + c)`` (2-D positions starting after the preceding text), the text after
@@ -27,8 +31,8 @@ patch ``k`` sits at row ``r = k // G``, column ``c = k % G``.
   ``g = (G - 1) / 2`` and both gaps are ``(G + 1) / 2`` (fractional positions for even ``G``; RoPE takes real
   positions).
 
-Frequencies: ``m-rope`` splits the LM's ``d/2`` rotary frequencies into three contiguous sections; the two-axis
-levels assign frequency ``i`` to axis ``i mod 2`` (interleaved, every axis sees the whole frequency range, as
+Frequencies: ``m-rope`` splits the LM's ``d/2`` rotary frequencies into three contiguous sections;
+``mrope-interleave`` assigns frequency ``i`` to axis ``i mod 3``; the two-axis levels to axis ``i mod 2`` (interleaved, every axis sees the whole frequency range, as
 RoPE-2D's alternating x/y blocks).  With all axes equal (text) every frequency sees ``n``: exactly the LM's
 RoPE-1D.  :class:`SectionedRotary` wraps an HF rotary embedding (Llama, Mistral, Qwen2 share its interface)
 so it accepts position ids of shape ``(S, B, L)``; ``(B, L)`` ids pass straight through, so the wrapped LM
@@ -47,7 +51,8 @@ from ablate.config import IMAGE_POSITIONS, POSITION_ALIASES
 SECTIONS = 3  # m-rope: (sequence, row, col)
 Positions = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 POSITION_ENCODINGS: dict[str, Positions] = {}
-LAYOUTS = {"m-rope": "sections", "rope-tie": "interleave", "rope-tv": "interleave"}
+LAYOUTS = {"m-rope": "sections", "mrope-interleave": "interleave-3", "rope-tie": "interleave-2",
+           "rope-tv": "interleave-2"}
 
 
 def canonical(mode: str) -> str:
@@ -86,6 +91,11 @@ def _grid_parts(attended: torch.Tensor, image_index: torch.Tensor, grid: int, im
 def _m_rope(attended: torch.Tensor, image_index: torch.Tensor, grid: int) -> torch.Tensor:
     _, base, row, col = _grid_parts(attended, image_index, grid, grid)
     return torch.stack([base, base + row, base + col])
+
+
+@_register("mrope-interleave")
+def _mrope_interleave(attended: torch.Tensor, image_index: torch.Tensor, grid: int) -> torch.Tensor:
+    return _m_rope(attended, image_index, grid)  # M-RoPE's positions; the frequencies are what differ
 
 
 @_register("rope-tie")
@@ -127,7 +137,7 @@ def next_positions(positions: torch.Tensor) -> torch.Tensor:
 
 class SectionedRotary(nn.Module):
     """Rotary embedding that takes ``(S, B, L)`` position ids and gives each frequency its axis's position:
-    ``sections`` = M-RoPE's three contiguous sections, ``interleave`` = frequency ``i`` on axis ``i mod 2``."""
+    ``sections`` = M-RoPE's three contiguous sections, ``interleave-S`` = frequency ``i`` on axis ``i mod S``."""
 
     def __init__(self, rotary: nn.Module, layout: str = "sections") -> None:
         super().__init__()
@@ -137,10 +147,11 @@ class SectionedRotary(nn.Module):
         if layout == "sections":
             sizes = [n_freq - 2 * (3 * n_freq // 8), 3 * n_freq // 8, 3 * n_freq // 8]  # Qwen2-VL's 16/24/24 of 64
             axis = torch.cat([torch.full((s,), i) for i, s in enumerate(sizes)])
-        elif layout == "interleave":
-            axis = torch.arange(n_freq) % 2
+        elif layout in ("interleave-2", "interleave-3"):
+            axis = torch.arange(n_freq) % int(layout[-1])
         else:
-            raise ValueError(f"SectionedRotary: invalid layout {layout!r}; allowed: sections, interleave")
+            raise ValueError(f"SectionedRotary: invalid layout {layout!r}; allowed: sections, interleave-2, "
+                             "interleave-3")
         self.register_buffer("section", torch.cat([axis, axis]), persistent=False)  # cos/sin use cat(f, f)
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,7 +12,7 @@ from tiny_configs import tiny_cfg
 from ablate.models.positions import SectionedRotary, merged_positions
 from ablate.models.vlm import VLM
 
-LEVELS = ["m-rope", "rope-tie", "rope-tv"]
+LEVELS = ["m-rope", "mrope-interleave", "rope-tie", "rope-tv"]
 G = 8  # tiny-clip: 64 px / 8 px patches; the image starts at position p = 1 (after BOS)
 
 
@@ -56,6 +56,7 @@ def test_image_positions_and_span_of_each_level():
     m = merged_positions(attn, index, G, "m-rope")
     assert m[:, 0, 1 + k].tolist() == [1, 2, 3] and m[:, 0, after].tolist() == [1 + G] * 3
     assert torch.equal(merged_positions(attn, index, G, "rope-2d"), m)  # the old ID is the same level
+    assert torch.equal(merged_positions(attn, index, G, "mrope-interleave"), m)  # same positions, other freqs
     tie = merged_positions(attn, index, G, "rope-tie")
     assert tie.shape[0] == 2 and tie[:, 0, 0].tolist() == [0, 0]  # BOS at (0, 0)
     assert tie[:, 0, 1 + k].tolist() == [2, 3]  # (p + r, p + c)
@@ -123,3 +124,13 @@ def test_rope_2d_alias_keeps_its_run_key_and_m_rope_is_the_same_run():
     tv = DesignPoint.build("x", ("llm=tiny-llama", "vision=tiny-clip", "projector=mlp",
                                  "llm.image_positions=rope-tv"), 7)
     assert tv.run_key != old.run_key
+
+
+def test_frequency_layouts_of_the_levels(tiny_vlm):
+    rotary = tiny_vlm.llm.get_decoder().rotary_emb
+    rotary = rotary.rotary if isinstance(rotary, SectionedRotary) else rotary
+    n = rotary.inv_freq.numel()
+    sections = SectionedRotary(rotary, "sections").section[:n].tolist()
+    assert sections == sorted(sections) and sections.count(0) == n - 2 * (3 * n // 8)  # contiguous 16/24/24
+    assert SectionedRotary(rotary, "interleave-3").section[:6].tolist() == [0, 1, 2, 0, 1, 2]
+    assert SectionedRotary(rotary, "interleave-2").section[:4].tolist() == [0, 1, 0, 1]

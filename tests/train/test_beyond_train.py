@@ -16,7 +16,7 @@ from ablate.models.positions import SectionedRotary
 from ablate.models.vlm import VLM
 from ablate.train.loop import read_train_log, train
 
-LEVELS = ("m-rope", "rope-tie", "rope-tv")
+LEVELS = ("m-rope", "mrope-interleave", "rope-tie", "rope-tv")
 POINTS = {**{level: [f"llm.image_positions={level}"] for level in LEVELS},
           "gated-xattn": ["projector=gated-xattn", "projector.xattn_every=1", "projector.heads=2",
                           "train.activation_checkpointing=true"]}  # the blocks run inside checkpointed layers
