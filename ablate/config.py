@@ -80,6 +80,7 @@ class ProjectorConfig:
     depth: int = 2  # resamplers: number of cross-attention / query-transformer layers
     heads: int = 8
     hidden_mult: int = 4  # fused-mlp: first hidden width = hidden_mult * input width
+    xattn_every: int | None = None  # gated-xattn: a gated cross-attention block before every k-th LM layer
 
 
 # -------------------------------------------------------------------------------------------------- llm
@@ -119,7 +120,7 @@ class LLMConfig:
     # None = add "<pad>" only when the tokenizer has none
     pad_token: str | None = None
     tokenizer: str | None = None  # "synthetic-bpe" builds a byte-level BPE in-process; None = from weights
-    image_positions: str = "1d"  # 1d | rope-2d (2-D rotary positions for image patches)
+    image_positions: str = "1d"  # 1d | m-rope (alias rope-2d) | mrope-interleave | rope-tie | rope-tv
     max_length: int = 2048
     pad_to_multiple_of: int = 64
 
@@ -287,12 +288,13 @@ def register_configs() -> None:
 
 # ------------------------------------------------------------------------------------------- validation
 IMAGE_IDS = ("resize-naive", "letterbox", "resize-crop")
-PROJECTOR_IDS = ("linear", "mlp", "fused-mlp", "perceiver", "qformer")
+PROJECTOR_IDS = ("linear", "mlp", "fused-mlp", "perceiver", "qformer", "gated-xattn")
 RESAMPLERS = ("perceiver", "qformer")
 PROMPT_FORMATS = ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct", "phi-2", "tokenizer")
 ACTIVATIONS = ("gelu", "quick_gelu", "gelu_tanh", "none")
 WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
-IMAGE_POSITIONS = ("1d", "rope-2d")
+IMAGE_POSITIONS = ("1d", "m-rope", "rope-2d", "mrope-interleave", "rope-tie", "rope-tv")  # built by ablate.models.positions
+POSITION_ALIASES = {"rope-2d": "m-rope"}  # old ID -> level; run keys hash the old spelling (design.science_dict)
 ROPE_2D_FAMILIES = ("llama", "mistral", "qwen2")
 STAGE_NAMES = ("align", "finetune", "full-finetune")
 COMPONENTS = ("projector", "llm", "vision")
@@ -369,6 +371,10 @@ def validate(cfg: Any) -> None:
     if p.id in RESAMPLERS:
         _check(p.num_tokens is not None and p.num_tokens > 0, "projector.num_tokens", p.num_tokens,
                f"a positive number of learned queries for projector={p.id}")
+    elif p.id == "gated-xattn":
+        _check(p.num_tokens is None, "projector.num_tokens", p.num_tokens, "null for projector=gated-xattn")
+        _check(p.xattn_every is not None and p.xattn_every > 0, "projector.xattn_every", p.xattn_every,
+               "a positive layer interval for projector=gated-xattn")
     elif p.num_tokens is not None:
         raise ConfigError(f"projector.num_tokens: invalid value {p.num_tokens!r}; "
                           f"expected null for projector={p.id} (only perceiver/qformer resample)")
@@ -376,10 +382,10 @@ def validate(cfg: Any) -> None:
     llm = cfg.llm
     _allowed("llm.prompt_format", llm.prompt_format, PROMPT_FORMATS)
     _allowed("llm.image_positions", llm.image_positions, IMAGE_POSITIONS)
-    if llm.image_positions == "rope-2d":
-        _check(llm.family in ROPE_2D_FAMILIES, "llm.image_positions", "rope-2d",
+    if llm.image_positions != "1d":
+        _check(llm.family in ROPE_2D_FAMILIES, "llm.image_positions", llm.image_positions,
                f"an LLM of family {'/'.join(ROPE_2D_FAMILIES)}, got llm={llm.id} ({llm.family})")
-        _check(p.id not in RESAMPLERS, "llm.image_positions", "rope-2d",
+        _check(p.id not in (*RESAMPLERS, "gated-xattn"), "llm.image_positions", llm.image_positions,
                f"a projector that keeps the patch grid, got projector={p.id}")
     _check(llm.path is not None or llm.hf_id is not None or llm.random_init is not None, "llm", llm.id,
            "one of llm.path, llm.hf_id or llm.random_init")

@@ -133,6 +133,12 @@ def stage_costs(cfg: Any, name: str, *, gpus: int, gpu: str, mfu: float, example
     projector = d_v * h + h * h + 2 * h if cfg.projector.id != "linear" else d_v * h + h
     lora = _lora_params(cfg, shape)
     image_tokens = int(cfg.projector.num_tokens or patches)
+    xattn = 0  # gated-xattn (ablate.models.bridge): no image tokens in the sequence, blocks inside the LM
+    if cfg.projector.id == "gated-xattn":
+        blocks = math.ceil(n_layers / int(cfg.projector.xattn_every))
+        xattn = blocks * (12 * h * h + 9 * h + 2)  # q, kv, out, 4h FFW, two LayerNorms, two gates per block
+        projector = d_v * h + h * h + 2 * h + xattn
+        image_tokens = 0
     frozen_bytes = {"bf16": 2, "fp16": 2, "fp32": 4}[str(cfg.train.frozen_vision_dtype)]
     out = []
     for stage in plan(cfg):
@@ -159,7 +165,8 @@ def stage_costs(cfg: Any, name: str, *, gpus: int, gpu: str, mfu: float, example
         tokens = stage.global_batch * seq
         lm_factor = 6 if ("llm" in trains and not use_lora) else 4  # frozen LM: activation gradients only
         flops = lm_factor * (lm - emb / 2) * tokens + 2 * vision * stage.global_batch * patches * \
-            (3 if "vision" in trains else 1) + 6 * projector * stage.global_batch * patches
+            (3 if "vision" in trains else 1) + 6 * (projector - xattn) * stage.global_batch * patches + \
+            6 * xattn * tokens  # the bridge's blocks run per text token (their image K/V: per patch, ignored)
         total_flops = flops * steps
         hours = total_flops / (gpus * peak * mfu) / 3600 * gpus
         need = states + gathered + (act_ac if cfg.train.activation_checkpointing else act_full)

@@ -33,3 +33,11 @@ def test_lora_trains_adapters_only_and_13b_without_checkpointing_does_not_fit(ca
                           "gpu": "a100-80gb", "mfu": 0.4, "examples": None})()
     assert cli_plan(args) == 1
     assert "NO: does not fit" in capsys.readouterr().out
+
+
+def test_plan_counts_the_gated_xattn_bridge_as_the_meta_model_has_it() -> None:
+    from ablate.models.vlm import build_meta_vlm
+
+    cfg = compose(["projector=gated-xattn"])
+    cost = stage_costs(cfg, "x", gpus=8, gpu="a100-80gb", mfu=0.4)[0]
+    assert cost.params["projector"] == sum(p.numel() for p in build_meta_vlm(cfg).projector.parameters())

@@ -4,7 +4,8 @@ Patch-wise maps keep ``T = L`` (``linear``; ``mlp`` = Prismatic's gelu-mlp, in -
 Prismatic's fused-gelu-mlp, in -> hidden_mult*in -> LM -> LM).  Resamplers output a fixed ``T = num_tokens``
 from learned queries: ``perceiver`` (Flamingo-style latents that cross-attend to the patches and to
 themselves, then an MLP, per layer) and ``qformer`` (BLIP-2-style queries: self-attention, cross-attention
-to the patches, MLP, per layer).  Resamplers first lift patches to LM width so attention runs at LM width.
+to the patches, MLP, per layer).  ``gated-xattn`` is the Flamingo bridge (``ablate.models.bridge``): no image
+tokens in the sequence, gated cross-attention inside the LM.  Resamplers first lift patches to LM width so attention runs at LM width.
 """
 
 from __future__ import annotations
@@ -106,11 +107,21 @@ def build_qformer(cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
     return Resampler(in_dim, out_dim, cfg.num_tokens, cfg.depth, cfg.heads, self_attend=True)
 
 
+@PROJECTORS.register("gated-xattn")
+def build_gated_xattn(cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
+    from ablate.models.bridge import GatedXAttnBridge
+
+    return GatedXAttnBridge(in_dim, out_dim, int(cfg.xattn_every), cfg.heads)
+
+
 def build_projector(projector_cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
     """The projector ``projector_cfg.id`` from vision width ``in_dim`` to LM width ``out_dim``."""
     return PROJECTORS.get(projector_cfg.id)(projector_cfg, in_dim, out_dim)
 
 
 def num_output_tokens(projector_cfg: Any, num_patches: int) -> int:
-    """How many image tokens the LM sees: ``num_tokens`` for resamplers, else one per patch."""
+    """How many image tokens the LM's sequence holds: ``num_tokens`` for resamplers, 0 for the cross-attention
+    bridge (the image enters through ``ablate.models.bridge``), else one per patch."""
+    if projector_cfg.id == "gated-xattn":
+        return 0
     return int(projector_cfg.num_tokens) if projector_cfg.num_tokens else num_patches

@@ -6,7 +6,7 @@ over assistant tokens (labels from the data pipeline; image slots get ``-100``).
 alike; in a batch that mixes image and text-only rows, text rows get masked filler slots (at the end of a
 right-padded row, at the start of a left-padded one).
 ``generate`` is batched greedy decoding with left padding and a KV cache, stopping at EOS; it computes
-position ids itself so ``1d`` and ``rope-2d`` decode the same way.  ``score_options`` returns normalized
+position ids itself so every ``llm.image_positions`` level decodes the same way.  ``score_options`` returns normalized
 probabilities of closed-set options (option log-likelihood given the prompt, softmaxed over the options; for
 single-token options this is Prismatic's option-token probability).  ``save_pretrained`` /
 ``from_pretrained`` round-trip the config, the tokenizer and all weights (safetensors), rebuilt in float32
@@ -30,7 +30,7 @@ from torch import nn
 
 from ablate.data.transforms import build_image_transform
 from ablate.models.llm import build_llm, build_tokenizer
-from ablate.models.positions import enable_rope_2d, merged_positions, next_positions
+from ablate.models.positions import enable_positions, merged_positions, next_positions
 from ablate.models.projector import build_projector, num_output_tokens
 from ablate.models.prompts import IGNORE_INDEX, get_prompt_format
 from ablate.models.vision import build_vision
@@ -73,8 +73,9 @@ class VLM(nn.Module):
         self.num_image_tokens = num_output_tokens(cfg.projector, vision.num_patches)
         # the patch grid of the image tokens (None for resamplers: their tokens have no 2-D layout)
         self.image_grid = vision.grid if self.num_image_tokens == vision.num_patches else None
-        if self.image_positions == "rope-2d":
-            enable_rope_2d(llm)
+        enable_positions(llm, self.image_positions)
+        if hasattr(projector, "set_context"):  # gated-xattn: no image tokens, cross-attention inside the LM
+            projector.attach(llm)
         evaluation = cfg.get("eval") if hasattr(cfg, "get") else None
         self.inference_precision = str((evaluation.get("precision") if evaluation is not None else None) or "bf16")
 
@@ -86,6 +87,11 @@ class VLM(nn.Module):
                 yield
         else:
             yield
+
+    @property
+    def bridge(self) -> nn.Module | None:
+        """The gated-xattn projector (``ablate.models.bridge``), else None (a property: no second module name)."""
+        return self.projector if hasattr(self.projector, "set_context") else None
 
     @property
     def device(self) -> torch.device:
@@ -107,6 +113,8 @@ class VLM(nn.Module):
         embed = self.llm.get_input_embeddings()
         text = embed(input_ids)
         B, L = input_ids.shape
+        if self.bridge is not None:
+            return self._merge_bridge(text, attention_mask, labels, pixels, has_image)
         if pixels is None or has_image is None or not bool(has_image.any()):
             if pixels is not None and self.training and torch.is_grad_enabled():
                 # an all-text training batch still passes one (blank) image through the image path with weight
@@ -140,6 +148,21 @@ class VLM(nn.Module):
         image_index = torch.where(in_image & has_image.unsqueeze(1), rel, -1)
         positions = merged_positions(attn, image_index, self.image_grid, self.image_positions)
         return merged, attn, labels, positions
+
+    def _merge_bridge(self, text: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None,
+                      pixels: Pixels | None, has_image: torch.Tensor | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The text alone (1-D positions); the image features become the bridge's cross-attention context.
+        Every row with pixels passes through the image path (rows without an image are masked in the blocks),
+        so every FSDP rank's backward covers the same parameters."""
+        if pixels is None:
+            self.bridge.set_context(None, None)
+        else:
+            rows = torch.ones(text.shape[0], dtype=torch.bool, device=text.device) if has_image is None else \
+                has_image.to(text.device).bool()
+            self.bridge.set_context(self.embed_images(pixels).to(text.dtype), rows)
+        image_index = torch.full(attention_mask.shape, -1, device=attention_mask.device)
+        return text, attention_mask, labels, merged_positions(attention_mask, image_index, None, "1d")
 
     # ------------------------------------------------------------------------------------------ training
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:

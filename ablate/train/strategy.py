@@ -128,9 +128,9 @@ def _branches(model: nn.Module) -> list[nn.Module]:
 
 def fsdp_unit_modules(model: nn.Module) -> list[nn.Module]:
     """The modules ``parallelize`` shards, innermost first: vision blocks, each branch of a (fused) tower, the
-    tower, the LM's decoder layers, the projector, the root (which holds what is left: embeddings, head)."""
+    tower, the LM's decoder layers, a bridge's cross-attention blocks, the projector, the root (which holds what is left: embeddings, head)."""
     units = [*component_blocks(model, "vision"), *_branches(model), model.vision,
-             *component_blocks(model, "llm"), model.projector, model]
+             *component_blocks(model, "llm"), *getattr(model.projector, "fsdp_blocks", []), model.projector, model]
     seen: set[int] = set()
     return [m for m in units if not (id(m) in seen or seen.add(id(m)))]
 
