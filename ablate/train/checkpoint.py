@@ -81,23 +81,27 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> Non
     set_model_state_dict(model, dict(state), options=StateDictOptions(full_state_dict=True, strict=True))
 
 
-def _optimizer_to_files(osd: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def optimizer_to_files(osd: Mapping[str, Any], prefix: str = "") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer state dict as flat tensors ``<prefix><fqn>::<name>`` + JSON-able scalars and groups."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for fqn, per_param in osd["state"].items():
         for name, value in per_param.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{fqn}::{name}"] = value
+                tensors[f"{prefix}{fqn}::{name}"] = value
             else:
                 scalars.setdefault(fqn, {})[name] = value
     return tensors, {"param_groups": osd["param_groups"], "scalars": scalars}
 
 
-def _optimizer_from_files(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
+def optimizer_from_files(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any],
+                         prefix: str = "") -> dict[str, Any]:
+    """The inverse of ``optimizer_to_files`` (keys without ``prefix`` are not the optimizer's)."""
     state: dict[str, dict[str, Any]] = {}
     for key, value in tensors.items():
-        fqn, _, name = key.rpartition("::")
-        state.setdefault(fqn, {})[name] = value
+        if key.startswith(prefix):
+            fqn, _, name = key[len(prefix):].rpartition("::")
+            state.setdefault(fqn, {})[name] = value
     for fqn, scalars in meta["scalars"].items():
         state.setdefault(fqn, {}).update(scalars)
     groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
@@ -260,7 +264,7 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
         files: dict[str, Any] = {"model.safetensors": weights, "rng.safetensors": rng_tensors,
                                  "state.json": state}
         if osd is not None:
-            optim_tensors, optim_meta = _optimizer_to_files(osd)
+            optim_tensors, optim_meta = optimizer_to_files(osd)
             files["optimizer.safetensors"] = optim_tensors
             files["optimizer.json"] = optim_meta
         final = _write_atomically(root, step, files)
@@ -298,7 +302,7 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
     if optimizer is not None:
         if not (path / "optimizer.safetensors").is_file():
             raise CheckpointError(f"{path}: missing optimizer.safetensors; the checkpoint holds no optimizer state")
-        osd = _optimizer_from_files(load_file(str(path / "optimizer.safetensors")),
+        osd = optimizer_from_files(load_file(str(path / "optimizer.safetensors")),
                                     json.loads((path / "optimizer.json").read_text()))
         set_optimizer_state_dict(model, optimizer, osd, options=StateDictOptions(full_state_dict=True))
     if scheduler is not None and state.get("scheduler") is not None:

@@ -40,10 +40,19 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from ablate.train.checkpoint import CheckpointError, rng_state, set_rng_state, step_dirs, write_manifest
+from ablate.train.checkpoint import (
+    CheckpointError,
+    optimizer_from_files,
+    optimizer_to_files,
+    rng_state,
+    set_rng_state,
+    step_dirs,
+    write_manifest,
+)
 
 SHARDS = "shards"
 FORMAT = "sharded"
+OPTIM = "optim::"  # key prefix of the optimizer's tensors beside the model's ("model::") in the shards
 KeyMap = Callable[[str], str | None]  # model FQN -> name in the checkpoint (None: not in it)
 
 
@@ -62,29 +71,6 @@ def _barrier() -> None:
 
 def is_sharded(path: str | Path) -> bool:
     return (Path(path) / SHARDS).is_dir()
-
-
-def _flat_optimizer(osd: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for fqn, per_param in osd["state"].items():
-        for name, value in per_param.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"optim::{fqn}::{name}"] = value
-            else:
-                scalars.setdefault(fqn, {})[name] = value
-    return tensors, {"param_groups": osd["param_groups"], "scalars": scalars}
-
-
-def _nested_optimizer(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
-    state: dict[str, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        _, fqn, name = key.split("::")
-        state.setdefault(fqn, {})[name] = value
-    for fqn, scalars in meta["scalars"].items():
-        state.setdefault(fqn, {}).update(scalars)
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
-    return {"state": state, "param_groups": groups}
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -107,7 +93,7 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
     tensors = {f"model::{k}": v for k, v in get_model_state_dict(model).items()}
     optim_meta = None
     if optimizer is not None:
-        optim_tensors, optim_meta = _flat_optimizer(get_optimizer_state_dict(model, optimizer))
+        optim_tensors, optim_meta = optimizer_to_files(get_optimizer_state_dict(model, optimizer), OPTIM)
         tensors.update(optim_tensors)
     dcp.save(tensors, storage_writer=HuggingFaceStorageWriter(str(tmp / SHARDS), save_distributed=_dist()))
     rng_tensors, rng_scalars = rng_state()
@@ -242,10 +228,10 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
     if optimizer is not None:
         if state.get("optimizer") is None:
             raise CheckpointError(f"{path}: the checkpoint holds no optimizer state")
-        tensors, _ = _flat_optimizer(get_optimizer_state_dict(model, optimizer))  # allocates the state
+        tensors, _ = optimizer_to_files(get_optimizer_state_dict(model, optimizer), OPTIM)  # allocates the state
         with torch.no_grad():
             _read(path / SHARDS, tensors, no_dist, "optimizer state")
-        set_optimizer_state_dict(model, optimizer, _nested_optimizer(tensors, state["optimizer"]),
+        set_optimizer_state_dict(model, optimizer, optimizer_from_files(tensors, state["optimizer"], OPTIM),
                                  options=StateDictOptions(strict=True))
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])

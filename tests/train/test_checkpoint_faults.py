@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_toys import toy_cfg, toy_collate, toy_data, toy_examples, toy_model
+from train_toys import crashing_data, toy_cfg, toy_data, toy_model
 
 from ablate.train import checkpoint
 from ablate.train.loop import train
@@ -67,16 +66,7 @@ def test_altered_bytes_of_the_same_size_are_caught_by_the_hash(tmp_path: Path) -
 def test_resume_from_a_truncated_latest_checkpoint_falls_back_and_ends_identical(tmp_path: Path) -> None:
     cfg = toy_cfg()
     train(cfg, tmp_path / "full", build_model=toy_model, build_data=toy_data)
-    calls = {"n": 0}
-
-    def crashing(cfg: Any, stage: Any, model: Any) -> Any:
-        def collate(examples: Any) -> Any:
-            calls["n"] += 1
-            if calls["n"] == 2 * 13:  # inside finetune step 5, after the step-11 checkpoint
-                raise RuntimeError("simulated crash")
-            return toy_collate(examples)
-
-        return toy_examples(seed=stage.index), collate
+    crashing = crashing_data()  # inside finetune step 5, after the step-11 checkpoint
 
     run = tmp_path / "resumed"
     with pytest.raises(RuntimeError, match="simulated crash"):

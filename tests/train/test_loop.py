@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from train_toys import ToyVLM, toy_cfg, toy_collate, toy_data, toy_examples, toy_model
+from train_toys import ToyVLM, crashing_data, toy_cfg, toy_collate, toy_data, toy_examples, toy_model
 
 from ablate.train import checkpoint
 from ablate.train.loop import (
@@ -144,16 +144,7 @@ def test_nan_loss_stops_with_step_and_example_ids(tmp_path: Path) -> None:
 def test_resume_after_crash_is_bit_identical(tmp_path: Path) -> None:
     cfg = toy_cfg()
     train(cfg, tmp_path / "full", build_model=toy_model, build_data=toy_data)
-    calls = {"n": 0}
-
-    def crashing(cfg: Any, stage: Any, model: Any) -> Any:
-        def collate(examples: Any) -> Any:
-            calls["n"] += 1
-            if calls["n"] == 2 * 13:  # inside finetune step 5, after the step-11 checkpoint
-                raise RuntimeError("simulated crash")
-            return toy_collate(examples)
-
-        return toy_examples(seed=stage.index), collate
+    crashing = crashing_data()  # inside finetune step 5, after the step-11 checkpoint
 
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, tmp_path / "resumed", build_model=toy_model, build_data=crashing)

@@ -84,3 +84,20 @@ def toy_cfg(**train: Any) -> Any:
         "runtime": {"log_every": 2, "checkpoint_every": 3, "keep_last": 2, "device": "cpu", "progress": False},
     })
 
+
+
+def crashing_data(at_call: int = 2 * 13) -> Any:
+    """A ``build_data`` whose collate raises "simulated crash" at its ``at_call``-th call (the default lands
+    inside finetune step 5 of ``toy_cfg()``, after the step-11 checkpoint)."""
+    calls = {"n": 0}
+
+    def build(cfg: Any, stage: Stage, model: nn.Module) -> tuple[list[dict[str, Any]], Any]:
+        def collate(examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+            calls["n"] += 1
+            if calls["n"] == at_call:
+                raise RuntimeError("simulated crash")
+            return toy_collate(examples)
+
+        return toy_examples(seed=stage.index), collate
+
+    return build
