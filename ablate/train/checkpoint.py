@@ -233,15 +233,21 @@ def _write_atomically(root: Path, step: int, files: Mapping[str, Any]) -> Path:
             path.write_text(json.dumps(content, indent=1))
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
+    return publish(tmp, final)
+
+
+def publish(tmp: Path, final: Path) -> Path:
+    """Seal a fully written ``tmp`` folder (manifest of every file under it) and rename it to ``final``
+    atomically (a re-saved step is swapped, then the old one dropped); fsync the parent folder."""
     write_manifest(tmp)
     if final.exists():  # re-saving a step after a resume: swap, then drop the old one
-        old = root / f".step-{step}.old-{os.getpid()}"
+        old = final.with_name(f".{final.name}.old-{os.getpid()}")
         final.rename(old)
         tmp.rename(final)
         shutil.rmtree(old)
     else:
         tmp.rename(final)
-    dir_fd = os.open(root, os.O_RDONLY)
+    dir_fd = os.open(final.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -44,10 +44,10 @@ from ablate.train.checkpoint import (
     CheckpointError,
     optimizer_from_files,
     optimizer_to_files,
+    publish,
     rng_state,
     set_rng_state,
     step_dirs,
-    write_manifest,
 )
 
 SHARDS = "shards"
@@ -105,21 +105,8 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
         state = {"format": FORMAT, "world_size": world, "meta": dict(meta), "optimizer": optim_meta,
                  "scheduler": scheduler.state_dict() if scheduler is not None else None}
         (tmp / "state.json").write_text(json.dumps(state, indent=1))
-        write_manifest(tmp)  # size + SHA-256 of every rank's files: latest() verifies it like a full checkpoint
         _fsync_tree(tmp)
-        if final.exists():  # re-saving a step after a resume: swap, then drop the old one
-            old = root / f".step-{step}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
-        dir_fd = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        publish(tmp, final)  # manifest of every rank's files: latest() verifies it like a full checkpoint
         for stale in step_dirs(root)[: -max(keep_last, 1)]:
             shutil.rmtree(stale, ignore_errors=True)
     _barrier()
