@@ -69,7 +69,9 @@ class VisionConfig:
 # ------------------------------------------------------------------------------------------------ image
 @dataclass
 class ImageConfig:
-    id: str = MISSING  # resize-naive | letterbox | resize-crop
+    id: str = MISSING  # resize-naive | letterbox | resize-crop | anyres
+    # anyres: the tile grids it picks from by aspect ratio, "CxR" = C tiles wide, R high (ablate.data.anyres)
+    grids: list[str] | None = None
 
 
 # -------------------------------------------------------------------------------------------- projector
@@ -287,7 +289,7 @@ def register_configs() -> None:
 
 
 # ------------------------------------------------------------------------------------------- validation
-IMAGE_IDS = ("resize-naive", "letterbox", "resize-crop")
+IMAGE_IDS = ("resize-naive", "letterbox", "resize-crop", "anyres")
 PROJECTOR_IDS = ("linear", "mlp", "fused-mlp", "perceiver", "qformer", "gated-xattn")
 RESAMPLERS = ("perceiver", "qformer")
 PROMPT_FORMATS = ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct", "phi-2", "tokenizer")
@@ -348,6 +350,33 @@ def feature_width(cfg: Any) -> int:
     return int(sum(b.width for b in cfg.vision.backbones))
 
 
+def parse_grids(grids: Sequence[str], where: str = "image.grids") -> list[tuple[int, int]]:
+    """``["2x1", ...]`` -> ``[(2, 1), ...]`` (columns, rows); a one-line error for anything else."""
+    out = []
+    if not grids:
+        raise ConfigError(f"{where}: invalid value {list(grids) if grids is not None else None!r}; expected a "
+                         "non-empty list of grid shapes 'CxR' (columns x rows), e.g. [1x2, 2x1, 2x2]")
+    for g in grids:
+        m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(g))
+        if m is None or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+            raise ConfigError(f"{where}: invalid grid shape {g!r}; expected 'CxR' with C, R >= 1 (e.g. '2x1')")
+        out.append((int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def _check_image(image: Any, projector: str, positions: str) -> None:
+    """``image.grids`` belongs to ``anyres`` (and is well-formed); ``anyres`` needs per-patch image tokens in
+    the sequence and 1-D positions."""
+    grids = image.get("grids")
+    if image.id != "anyres":
+        _check(grids is None, "image.grids", grids, f"null for image={image.id} (only anyres tiles)")
+        return
+    parse_grids(list(grids) if grids is not None else [], "image.grids")
+    _check(projector not in (*RESAMPLERS, "gated-xattn"), "projector", projector,
+           "a patch-wise projector (linear, mlp, fused-mlp) for image=anyres (its tokens are laid out per patch)")
+    _check(positions == "1d", "llm.image_positions", positions, "1d for image=anyres (no 2-D layout of tiles)")
+
+
 def validate(cfg: Any) -> None:
     """Check values and cross-axis combinations of a composed config; raise ConfigError (one line)."""
     v = cfg.vision
@@ -361,8 +390,9 @@ def validate(cfg: Any) -> None:
         grids.add(v.image_size // b.patch_size)
     _check(len(grids) == 1, "vision.backbones", v.id, f"branches with one patch grid, got grids {sorted(grids)}")
     _allowed("image", cfg.image.id, IMAGE_IDS)
-
     p = cfg.projector
+    _check_image(cfg.image, p.id, str(cfg.llm.image_positions))
+
     _allowed("projector", p.id, PROJECTOR_IDS)
     fused = len(v.backbones) > 1
     if p.id == "fused-mlp" and not fused:
