@@ -19,8 +19,8 @@ def test_mean_colours_match_prismatic():
 
 
 def test_registry_lists_image_ids():
-    assert list_image_transforms() == ["letterbox", "resize-crop", "resize-naive"]
-    with pytest.raises(KeyError, match="unknown image transform 'crop'; known: letterbox"):
+    assert list_image_transforms() == ["anyres", "letterbox", "resize-crop", "resize-naive"]
+    with pytest.raises(KeyError, match="unknown image transform 'crop'; known: anyres, letterbox"):
         build_image_transform("crop", tiny_cfg().vision)
 
 
