@@ -27,6 +27,13 @@ def tokens_for_grid(cols: int, rows: int, side: int) -> int:
     return side * side + rows * side * (cols * side + 1)
 
 
+def grid_tokens(grids: list[str], side: int) -> dict[str, int]:
+    """Image tokens per grid shape of an ``image.grids`` list (``{"2x1": ...}``), patch grid ``side`` per tile."""
+    from ablate.config import parse_grids
+
+    return {f"{c}x{r}": tokens_for_grid(c, r, side) for c, r in parse_grids(grids)}
+
+
 def add_separator(projector: nn.Module, width: int) -> None:
     """Give ``projector`` the learned row separator (``N(0, 1/width)``, on the projector's device), appended to
     its output ``(N, L, D) -> (N, L + 1, D)``."""
