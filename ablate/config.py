@@ -11,6 +11,7 @@ Nothing in this module imports torch: the CLI's dry runs and ``--help`` stay fas
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
