@@ -70,7 +70,9 @@ class VisionConfig:
 # ------------------------------------------------------------------------------------------------ image
 @dataclass
 class ImageConfig:
-    id: str = MISSING  # resize-naive | letterbox | resize-crop | anyres
+    id: str = MISSING  # resize-naive | letterbox | resize-crop | anyres (the level: the file name)
+    # the registered transform when the level is a variant of one (anyres-small -> anyres); None = ``id``
+    transform: str | None = None
     # anyres: the tile grids it picks from by aspect ratio, "CxR" = C tiles wide, R high (ablate.data.anyres)
     grids: list[str] | None = None
 
@@ -365,11 +367,16 @@ def parse_grids(grids: Sequence[str], where: str = "image.grids") -> list[tuple[
     return out
 
 
+def image_transform_id(image: Any) -> str:
+    """The registered image transform of an ``image`` config: ``transform``, else its ``id``."""
+    return str(image.get("transform") or image.id)
+
+
 def _check_image(image: Any, projector: str, positions: str) -> None:
     """``image.grids`` belongs to ``anyres`` (and is well-formed); ``anyres`` needs per-patch image tokens in
     the sequence and 1-D positions."""
     grids = image.get("grids")
-    if image.id != "anyres":
+    if image_transform_id(image) != "anyres":
         _check(grids is None, "image.grids", grids, f"null for image={image.id} (only anyres tiles)")
         return
     parse_grids(list(grids) if grids is not None else [], "image.grids")
@@ -390,7 +397,8 @@ def validate(cfg: Any) -> None:
                f"{v.image_size} (the backbone's resolution vision.image_size; {v.id} supports only that)")
         grids.add(v.image_size // b.patch_size)
     _check(len(grids) == 1, "vision.backbones", v.id, f"branches with one patch grid, got grids {sorted(grids)}")
-    _allowed("image", cfg.image.id, IMAGE_IDS)
+    _allowed("image" if cfg.image.get("transform") is None else "image.transform", image_transform_id(cfg.image),
+             IMAGE_IDS)
     p = cfg.projector
     _check_image(cfg.image, p.id, str(cfg.llm.image_positions))
 

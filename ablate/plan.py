@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ablate.config import image_transform_id, parse_grids
+
 GPUS = {"a100-80gb": (80, 312e12), "h100-80gb": (80, 989e12)}  # memory GB, dense bf16 FLOP/s
 GIB = 2**30
 # hf_id -> (hidden, layers, intermediate, vocab, kv_heads, heads) from each model's config.json
@@ -136,8 +138,7 @@ def stage_costs(cfg: Any, name: str, *, gpus: int, gpu: str, mfu: float, example
     lora = _lora_params(cfg, shape)
     image_tokens = int(cfg.projector.num_tokens or patches)
     tiles = 1  # images the tower and projector encode per example (anyres: the largest grid's tiles + overview)
-    if cfg.image.id == "anyres":
-        from ablate.config import parse_grids
+    if image_transform_id(cfg.image) == "anyres":
         from ablate.models.tiles import grid_tokens
 
         grid_side = int(cfg.vision.image_size) // int(cfg.vision.backbones[0].patch_size)

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import nn
 
+from ablate.config import image_transform_id
 from ablate.data.anyres import GRID_KEY
 from ablate.data.transforms import build_image_transform
 from ablate.models.llm import build_llm, build_tokenizer
@@ -70,7 +71,7 @@ class VLM(nn.Module):
         # a meta-device model (build_meta_vlm) has no tokenizer: formats that need one are left unbuilt
         needs_tokenizer = tokenizer is None and cfg.llm.prompt_format == "tokenizer"
         self.prompt_format = None if needs_tokenizer else get_prompt_format(cfg.llm.prompt_format, tokenizer)
-        self.image_transform = build_image_transform(cfg.image.id, cfg.vision, cfg.image.get("grids"))
+        self.image_transform = build_image_transform(image_transform_id(cfg.image), cfg.vision, cfg.image.get("grids"))
         self.image_positions = str(cfg.llm.image_positions)
         self.num_image_tokens = num_output_tokens(cfg.projector, vision.num_patches)
         self.tiled = self.image_transform.tiling is not None  # anyres: tokens per image vary with its grid
