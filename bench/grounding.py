@@ -146,9 +146,10 @@ def main() -> None:
     from ablate.data.mixes import build_dataset
     from ablate.design import compose
     from ablate.models.vlm import build_vlm
+    from ablate.shapes.demo import tower_overrides
 
-    pretrained = [f"vision.weights_dir={args.pretrained}", f"llm.path={Path(args.pretrained) / 'tiny-llama'}",
-                  "llm.random_init=null"] if args.pretrained else []
+    pretrained = [*tower_overrides(compose(["vision=tiny-clip"]).vision, Path(args.pretrained)),
+                  f"llm.path={Path(args.pretrained) / 'tiny-llama'}", "llm.random_init=null"] if args.pretrained else []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_colour_presence(root, args.images, turns=args.turns, binding=args.binding,

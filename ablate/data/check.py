@@ -3,8 +3,8 @@
 Checks the LLaVA training files (schema of every record, images present), and every benchmark of
 docs/contracts.md "Benchmarks on disk" (files present, parseable in the real format, fields of each record,
 referenced images present and decodable).  Prints counts per file; returns non-zero with every problem
-listed (the first few per file, then a count).  DIR may be a shapes root (training files + ``eval/``), a
-real data root (the ``conf/data`` sources found under it), or an eval root.
+listed (the first few per file, then a count).  DIR may be a data root with its LLaVA files at the top level
+(and benchmarks under ``eval/``), a real data root (the data mix sources found under it), or an eval root.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from ablate.config import CONF_DIR
+from ablate.config import group_files
 from ablate.data.llava import DataStats, read_records
 from ablate.data.untrusted import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -32,12 +32,11 @@ from ablate.data.untrusted import (
     open_image,
     safe_pickle_load,
 )
-from ablate.shapes.world import crop_cut_fraction, format_crop_cut
 
 MAX_PROBLEMS_PER_FILE = 5
 DECODE = ("sample", "all", "none")  # which training images `data check` decodes (benchmark images: all)
 DECODE_SAMPLE = 1000  # training images decoded per file with --decode sample (fixed seed)
-LLAVA_SKIP = ("scenes.json",)  # JSON files at a shapes root that are not LLaVA files
+LLAVA_SKIP = ("scenes.json",)  # JSON files a generated data root holds that are not LLaVA files
 
 
 @dataclass
@@ -278,14 +277,14 @@ BENCHMARK_CHECKS: dict[str, Callable[[Path, Report, set[Path]], None]] = {
 
 # ------------------------------------------------------------------------------------------- training
 def training_files(root: Path) -> list[tuple[str, Path, Path]]:
-    """(name, json, image dir) of LLaVA files under ``root``: top-level JSON files (shapes roots) and the
-    ``conf/data`` mix sources that exist there."""
+    """(name, json, image dir) of LLaVA files under ``root``: top-level JSON files (generated roots) and the
+    data mix sources (config group ``data``) that exist there."""
     found: dict[Path, tuple[str, Path, Path]] = {}
     images = root / "images" if (root / "images").is_dir() else root
     for path in sorted(root.glob("*.json")):
         if path.name not in LLAVA_SKIP:
             found[path] = (path.stem, path, images)
-    for conf in sorted((CONF_DIR / "data").glob("*.yaml")):
+    for conf in group_files("data").values():
         spec = yaml.safe_load(conf.read_text()) or {}
         for src in [*spec.get("align", []), *spec.get("finetune", [])]:
             path = root / src["json"]
@@ -346,9 +345,6 @@ def cli_check(args: argparse.Namespace) -> int:
     width = max((len(k) for k in report.counts), default=0)
     for key, value in report.counts.items():
         print(f"{key.ljust(width)}  {value}")
-    eval_root = Path(args.root) / "eval"
-    if (eval_root / "scenes.json").is_file() and not report.problems:
-        print(format_crop_cut(crop_cut_fraction(eval_root)))
     if report.problems:
         print(f"\n{len(report.problems)} problem(s):")
         for p in report.problems:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ablate.config import ConfigError
 from ablate.eval.benchmarks import BenchmarkFormatError, get_benchmark
 
 
@@ -23,7 +24,7 @@ def check_benchmarks(root: str | Path, benchmark_ids: Iterable[str]) -> list[str
     for bid in benchmark_ids:
         try:
             get_benchmark(bid, root).load()
-        except (BenchmarkFormatError, KeyError) as exc:
+        except (BenchmarkFormatError, ConfigError) as exc:
             problems.append(f"{bid}: {str(exc).strip(chr(39))}")
     return problems
 

@@ -1,0 +1,210 @@
+"""The one registry per component family: string ID -> lazy ``"module:attr"`` target, and the plug-ins.
+
+Every allowed value of a component ID (a vision family, a projector, an image transform, a prompt format, a
+benchmark, an executor, an in-process tokenizer, a vision arch with its own builder) is listed here or added
+by a plug-in, and nowhere else: config validation and its one-line errors, ``ablate list`` and the builders all
+read these registries.  Targets are strings, so listing and validating IDs never imports torch; ``get`` imports
+the target on first use.
+
+A plug-in is a module that calls ``REGISTRY.register(id, "module:attr")`` when imported and may set
+``CONF_DIR`` (a folder of config-group YAML files, added to Hydra's search path so ``projector=<its id>``
+composes).  Plug-ins are loaded from ``BUILTIN_PLUGINS`` (the shapes world), the ``ablate.plugins``
+entry-point group (installed packages), and a config's ``plugins:`` list (``plugins=[my_module]``), before
+anything is composed or validated.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+BUILTIN_PLUGINS = ("ablate.shapes.plugin",)
+ENTRY_POINT_GROUP = "ablate.plugins"
+
+
+class Registry:
+    """One family's IDs, in registration order; each ID maps to a ``"module:attr"`` target (or an object)."""
+
+    def __init__(self, family: str, kind: str, key: str, entries: dict[str, str] | None = None) -> None:
+        self.family = family  # the `ablate list FAMILY` name, e.g. "projectors"
+        self.kind = kind  # readable singular, e.g. "projector"
+        self.key = key  # the config key whose values it holds, e.g. "projector"
+        self._targets: dict[str, Any] = {}
+        self._origin: dict[str, str] = {}
+        for name, target in (entries or {}).items():
+            self.register(name, target, origin="ablate")
+
+    def register(self, name: str, target: Any, *, origin: str | None = None) -> None:
+        """Add ``name`` -> ``target`` (a ``"module:attr"`` string or the object itself); IDs are unique."""
+        if name in self._targets:
+            raise ValueError(f"{self.kind} {name!r} registered twice ({self._origin[name]} and "
+                             f"{origin or _caller_module()})")
+        self._targets[name] = target
+        self._origin[name] = origin or _caller_module()
+
+    def names(self) -> list[str]:
+        load_plugins()
+        return list(self._targets)
+
+    def __contains__(self, name: object) -> bool:
+        load_plugins()
+        return name in self._targets
+
+    def origin(self, name: str) -> str:
+        """Who registered ``name``: ``ablate`` (built in) or the plug-in module."""
+        return self._origin[name]
+
+    def target(self, name: str) -> str:
+        """The ``"module:attr"`` the ID resolves to (without importing it)."""
+        self.check(name)
+        t = self._targets[name]
+        return t if isinstance(t, str) else f"{getattr(t, '__module__', '?')}:{getattr(t, '__qualname__', t)}"
+
+    def check(self, name: Any, key: str | None = None) -> None:
+        """Raise ``ConfigError`` (one line: key, value, allowed IDs) when ``name`` is not registered."""
+        from ablate.config import ConfigError
+
+        if name not in self:
+            raise ConfigError(f"{key or self.key}: invalid value {name!r}; allowed: {', '.join(self.names())}")
+
+    def get(self, name: str) -> Any:
+        """The registered object of ``name`` (its target imported on first use)."""
+        self.check(name)
+        t = self._targets[name]
+        if isinstance(t, str):
+            module, _, attr = t.partition(":")
+            obj: Any = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            self._targets[name] = t = obj
+        return t
+
+
+def _caller_module() -> str:
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__") == __name__:
+        frame = frame.f_back
+    return str(frame.f_globals.get("__name__", "?")) if frame is not None else "?"
+
+
+_V = "ablate.models.vision"
+VISION_FAMILIES = Registry("vision-families", "vision backbone family", "vision.backbones[].family", {
+    "open_clip": f"{_V}:build_open_clip", "hf-clip": f"{_V}:build_hf_clip", "hf-siglip": f"{_V}:build_hf_siglip",
+    "hf-dinov2": f"{_V}:build_hf_dinov2", "timm": f"{_V}:build_timm", "patch-embed": f"{_V}:build_patch_embed",
+})
+# "<family>/<arch>" -> a builder of that one arch (it wins over the family's builder); filled by plug-ins
+VISION_ARCHS = Registry("vision-archs", "vision arch", "vision.backbones[].arch")
+_P = "ablate.models.projector"
+PROJECTORS = Registry("projectors", "projector", "projector", {
+    "linear": f"{_P}:build_linear", "mlp": f"{_P}:build_mlp", "fused-mlp": f"{_P}:build_fused_mlp",
+    "perceiver": f"{_P}:build_perceiver", "qformer": f"{_P}:build_qformer",
+    "gated-xattn": f"{_P}:build_gated_xattn",
+})
+_T = "ablate.data.transforms"
+IMAGE_TRANSFORMS = Registry("image-transforms", "image transform", "image", {
+    "letterbox": f"{_T}:letterbox", "resize-naive": f"{_T}:resize_naive", "resize-crop": f"{_T}:resize_crop",
+})
+_F = "ablate.models.prompts"
+PROMPT_FORMATS = Registry("prompt-formats", "prompt format", "llm.prompt_format", {
+    "base": f"{_F}:base", "vicuna-v1.5": f"{_F}:vicuna_v15", "llama-2-chat": f"{_F}:llama_2_chat",
+    "mistral-instruct": f"{_F}:mistral_instruct", "phi-2": f"{_F}:phi_2", "tokenizer": f"{_F}:chat_template_format",
+})
+# in-process tokenizers (llm.tokenizer; null = the tokenizer saved with the weights): filled by plug-ins
+TOKENIZERS = Registry("tokenizers", "in-process tokenizer", "llm.tokenizer")
+_B = "ablate.eval.benchmarks"
+BENCHMARKS = Registry("benchmarks", "benchmark", "eval.benchmarks", {
+    "vqav2": f"{_B}.vqav2:VQAv2", "gqa": f"{_B}.gqa:GQA", "vizwiz": f"{_B}.vizwiz:VizWiz",
+    "textvqa": f"{_B}.textvqa:TextVQA", "textvqa-ocr": f"{_B}.textvqa:TextVQAWithOCR",
+    "refcoco": f"{_B}.grounding:RefCOCO", "refcoco-plus": f"{_B}.grounding:RefCOCOPlus",
+    "refcocog": f"{_B}.grounding:RefCOCOg", "ocid-ref": f"{_B}.grounding:OCIDRef", "vsr": f"{_B}.closed_set:VSR",
+    "pope": f"{_B}.closed_set:POPE", "tallyqa": f"{_B}.closed_set:TallyQA", "ai2d": f"{_B}.closed_set:AI2D",
+})
+EXECUTORS = Registry("executors", "executor", "launcher", {
+    "slurm": "ablate.launch:slurm_executor", "local": "ablate.launch:local_executor",
+    "debug": "ablate.launch:debug_executor",
+})
+
+REGISTRIES: dict[str, Registry] = {r.family: r for r in (
+    VISION_FAMILIES, VISION_ARCHS, PROJECTORS, IMAGE_TRANSFORMS, PROMPT_FORMATS, TOKENIZERS, BENCHMARKS, EXECUTORS,
+)}
+
+_loaded: dict[str, Path | None] = {}  # plug-in module -> its CONF_DIR
+_loading = False
+
+
+def load_plugins(names: Iterable[str] = ()) -> None:
+    """Import the built-in, entry-point and named plug-in modules (each once); a missing one is a one-line
+    ``ConfigError`` naming it."""
+    global _loading
+    if _loading:  # a plug-in's own registrations call back into names()/check()
+        return
+    _loading = True
+    try:
+        wanted = [*BUILTIN_PLUGINS, *(ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)), *names]
+        for name in wanted:
+            if name not in _loaded:
+                _loaded[name] = _import_plugin(name)
+    finally:
+        _loading = False
+
+
+def _import_plugin(name: str) -> Path | None:
+    from ablate.config import ConfigError
+
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and name.startswith(exc.name):
+            raise ConfigError(f"plugins: invalid value {name!r}; expected an importable module (not found on "
+                              "sys.path / PYTHONPATH)") from None
+        raise
+    conf = getattr(module, "CONF_DIR", None)
+    return Path(conf).resolve() if conf is not None else None
+
+
+def plugin_conf_dirs() -> list[Path]:
+    """The config folders of the loaded plug-ins, in load order (Hydra search path after conf/)."""
+    load_plugins()
+    return [d for d in _loaded.values() if d is not None]
+
+
+def loaded_plugins() -> list[str]:
+    load_plugins()
+    return list(_loaded)
+
+
+def family(name: str) -> Registry:
+    """The registry ``ablate list`` calls ``name`` (one-line error listing the families otherwise)."""
+    from ablate.config import ConfigError
+
+    if name not in REGISTRIES:
+        raise ConfigError(f"ablate list: invalid family {name!r}; allowed: {', '.join(REGISTRIES)}")
+    return REGISTRIES[name]
+
+
+def cli_list(args: Any) -> int:
+    """``ablate list [FAMILY]``: every registered ID of one family (or of all), with its target and origin."""
+    from ablate.config import ConfigError
+    from ablate.design import load_plugin_overrides
+
+    overrides = list(getattr(args, "overrides", None) or [])
+    stray = [o for o in overrides if o.partition("=")[0] != "plugins"]
+    if stray:
+        raise ConfigError(f"ablate list: invalid argument {stray[0]!r}; expected plugins=[module,...]")
+    load_plugin_overrides(overrides)
+    registries = [family(args.family)] if args.family else list(REGISTRIES.values())
+    for reg in registries:
+        print(f"{reg.family} ({reg.key}):")
+        names = reg.names()
+        width = max((len(n) for n in names), default=0)
+        for n in names:
+            origin = reg.origin(n)
+            print(f"  {n.ljust(width)}  {reg.target(n)}" + ("" if origin == "ablate" else f"  [plug-in {origin}]"))
+        if not names:
+            print("  (none)")
+    return 0
+
