@@ -31,32 +31,6 @@ class ConfigError(ValueError):
     """A config value or combination is invalid; the message is one line naming key, value and allowed."""
 
 
-def conf_dirs() -> list[Path]:
-    """Where config groups live: ``conf/``, then each loaded plug-in's ``CONF_DIR`` (Hydra's search path)."""
-    from ablate.registry import plugin_conf_dirs
-
-    return [CONF_DIR, *plugin_conf_dirs()]
-
-
-def group_files(group: str) -> dict[str, Path]:
-    """The options of a config group: option name -> its YAML file (first folder of ``conf_dirs`` wins)."""
-    files: dict[str, Path] = {}
-    for d in conf_dirs():
-        for path in sorted((d / group).glob("*.yaml")):
-            files.setdefault(path.stem, path)
-    return dict(sorted(files.items()))
-
-
-def option_path(group: str, option: str) -> str:
-    """The YAML file of a group option, for messages: ``conf/<group>/<option>.yaml`` or a plug-in's file
-    (relative to the repository where it lies inside it)."""
-    path = group_files(group).get(option, CONF_DIR / group / f"{option}.yaml")
-    try:
-        return str(path.relative_to(CONF_DIR.parent))
-    except ValueError:
-        return str(path)
-
-
 # ----------------------------------------------------------------------------------------------- vision
 @dataclass
 class BackboneConfig:

@@ -27,7 +27,8 @@ from typing import Any
 
 import yaml
 
-from ablate.config import ALL_GROUPS, AXIS_GROUPS, CONF_DIR, ConfigError, conf_dirs, group_files, validate
+from ablate.config import ALL_GROUPS, AXIS_GROUPS, CONF_DIR, ConfigError, validate
+from ablate.registry import conf_dirs, group_files
 
 # Top-level sections that never change a trained model or its scores (a plug-in's components enter the run
 # identity through their IDs and config groups).

@@ -134,20 +134,25 @@ REGISTRIES: dict[str, Registry] = {r.family: r for r in (
 
 _loaded: dict[str, Path | None] = {}  # plug-in module -> its CONF_DIR
 _loading = False
+_discovered = False
 
 
 def load_plugins(names: Iterable[str] = ()) -> None:
     """Import the built-in, entry-point and named plug-in modules (each once); a missing one is a one-line
     ``ConfigError`` naming it."""
-    global _loading
-    if _loading:  # a plug-in's own registrations call back into names()/check()
+    global _loading, _discovered
+    names = [n for n in names if n not in _loaded]
+    if _loading or (_discovered and not names):  # a plug-in's own registrations call back into names()/check()
         return
     _loading = True
     try:
-        wanted = [*BUILTIN_PLUGINS, *(ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)), *names]
+        wanted = list(names)
+        if not _discovered:  # the built-in and installed plug-ins: looked up once per process
+            wanted = [*BUILTIN_PLUGINS, *(ep.module for ep in entry_points(group=ENTRY_POINT_GROUP)), *wanted]
         for name in wanted:
             if name not in _loaded:
                 _loaded[name] = _import_plugin(name)
+        _discovered = True
     finally:
         _loading = False
 
@@ -177,6 +182,37 @@ def loaded_plugins() -> list[str]:
     return list(_loaded)
 
 
+# ------------------------------------------------------------------------------------- config groups
+def conf_dirs() -> list[Path]:
+    """Where config groups live: ``conf/``, then each loaded plug-in's ``CONF_DIR`` (Hydra's search path)."""
+    return [_conf_dir(), *plugin_conf_dirs()]
+
+
+def group_files(group: str) -> dict[str, Path]:
+    """The options of a config group: option name -> its YAML file (first folder of ``conf_dirs`` wins)."""
+    files: dict[str, Path] = {}
+    for d in conf_dirs():
+        for path in sorted((d / group).glob("*.yaml")):
+            files.setdefault(path.stem, path)
+    return dict(sorted(files.items()))
+
+
+def option_path(group: str, option: str) -> str:
+    """The YAML file of a group option, for messages: ``conf/<group>/<option>.yaml`` or a plug-in's file
+    (relative to the repository where it lies inside it)."""
+    path = group_files(group).get(option, _conf_dir() / group / f"{option}.yaml")
+    try:
+        return str(path.relative_to(_conf_dir().parent))
+    except ValueError:
+        return str(path)
+
+
+def _conf_dir() -> Path:
+    from ablate.config import CONF_DIR
+
+    return CONF_DIR
+
+
 def family(name: str) -> Registry:
     """The registry ``ablate list`` calls ``name`` (one-line error listing the families otherwise)."""
     from ablate.config import ConfigError
@@ -192,11 +228,14 @@ def cli_list(args: Any) -> int:
     from ablate.design import load_plugin_overrides
 
     overrides = list(getattr(args, "overrides", None) or [])
+    name = args.family
+    if name and "=" in name:  # `ablate list plugins=[m]`: no family, an override
+        name, overrides = None, [name, *overrides]
     stray = [o for o in overrides if o.partition("=")[0] != "plugins"]
     if stray:
         raise ConfigError(f"ablate list: invalid argument {stray[0]!r}; expected plugins=[module,...]")
     load_plugin_overrides(overrides)
-    registries = [family(args.family)] if args.family else list(REGISTRIES.values())
+    registries = [family(name)] if name else list(REGISTRIES.values())
     for reg in registries:
         print(f"{reg.family} ({reg.key}):")
         names = reg.names()

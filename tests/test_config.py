@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ablate.config import ALL_GROUPS, CONF_DIR, ConfigError, group_files
+from ablate.config import ALL_GROUPS, CONF_DIR, ConfigError
 from ablate.design import compose
+from ablate.registry import group_files
 
 # Options that only compose together with another axis level (a valid combination).
 COMPANIONS = {

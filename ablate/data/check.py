@@ -21,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from ablate.config import group_files
 from ablate.data.llava import DataStats, read_records
 from ablate.data.untrusted import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -32,6 +31,7 @@ from ablate.data.untrusted import (
     open_image,
     safe_pickle_load,
 )
+from ablate.registry import group_files
 
 MAX_PROBLEMS_PER_FILE = 5
 DECODE = ("sample", "all", "none")  # which training images `data check` decodes (benchmark images: all)

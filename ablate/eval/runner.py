@@ -174,7 +174,8 @@ def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
     """``eval=<option>`` swaps in conf/eval/<option>.yaml; ``a.b=v`` sets a value (OmegaConf dotlist)."""
     from omegaconf import OmegaConf
 
-    from ablate.config import ConfigError, group_files
+    from ablate.config import ConfigError
+    from ablate.registry import group_files
 
     dotlist = []
     for ov in overrides:

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from ablate.config import ConfigError, option_path
+from ablate.config import ConfigError
+from ablate.registry import option_path
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from ablate.config import option_path
 from ablate.models.llm import SpecMismatchError, WeightsNotFoundError
-from ablate.registry import VISION_ARCHS, VISION_FAMILIES
+from ablate.registry import VISION_ARCHS, VISION_FAMILIES, option_path
 
 __all__ = ["VisionBackbone", "build_vision", "branch_names", "WeightsNotFoundError", "SpecMismatchError",
            "Branch", "timm_branch", "open_clip_branch", "hf_branch", "load_branch_weights"]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.config import group_files
 from ablate.design import compose
+from ablate.registry import group_files
 
 VISION_CONFS = list(group_files("vision"))
 LLM_CONFS = list(group_files("llm"))

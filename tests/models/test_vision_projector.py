@@ -10,9 +10,10 @@ import torch
 from tiny_configs import tiny_cfg
 
 from ablate import registry
-from ablate.config import ConfigError, group_files
+from ablate.config import ConfigError
 from ablate.models.projector import build_projector, num_output_tokens
 from ablate.models.vision import WeightsNotFoundError, branch_names, build_vision
+from ablate.registry import group_files
 
 TINY_VISION = [v for v in group_files("vision") if v.startswith("tiny-")]
 PROJECTORS = list(group_files("projector"))
