@@ -8,8 +8,8 @@ benchmark loaders / the training reader on the result).  The engine (``run``) ma
 
 - atomic: the build happens in ``ROOT/.prepare-NAME.tmp``; only when build and validation succeed are the
   outputs moved into place (one rename each) and the manifest written; on error nothing is left behind;
-- linking, not copying: image folders become symlinks (``link_images``), release files hard links where
-  the filesystem allows (copies otherwise);
+- linking, not copying, the images: image folders become symlinks (``link_images``); the release files
+  themselves (annotations, a small fraction of the bytes) are copied, so the manifest's hashes stay true;
 - recorded: ``ROOT/manifests/NAME.json`` lists every source file (path, size, mtime, sha256), the linked
   folders, the outputs, the counts and the preparer's version;
 - idempotent: a second run whose sources are unchanged (same size and mtime as in the manifest) and whose
@@ -164,12 +164,10 @@ class Sources:
 
 # ------------------------------------------------------------------------------------------- outputs
 def place_file(source: Path, dest: Path) -> None:
-    """``dest`` = the release file as distributed: a hard link where possible, else a copy."""
+    """``dest`` = a copy of the release file as distributed (not a link: editing the download later must not
+    change a prepared benchmark behind its manifest's back; images, the bulk, are linked)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, dest)
-    except OSError:
-        shutil.copy2(source, dest)
+    shutil.copyfile(source, dest)
 
 
 def write_json(dest: Path, data: Any) -> None:
