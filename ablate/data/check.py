@@ -25,8 +25,8 @@ import yaml
 
 from ablate.config import CONF_DIR, ConfigError
 from ablate.data.llava import DataStats, read_records
-from ablate.data.synthetic import crop_cut_fraction, format_crop_cut
 from ablate.data.untrusted import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLargeError, open_image
+from ablate.shapes.world import crop_cut_fraction, format_crop_cut
 
 MAX_PROBLEMS_PER_FILE = 5
 DECODE = ("sample", "all", "none")  # which training images `data check` decodes (benchmark images: all)
