@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,8 @@ ENTRY_POINT_GROUP = "ablate.plugins"
 
 
 class Registry:
-    """One family's IDs, in registration order; each ID maps to a ``"module:attr"`` target (or an object)."""
+    """One family's IDs, in registration order; each ID maps to a ``"module:attr"`` target (or an object).  Reads
+    like a mapping (``reg[id]``, ``in``, iteration over IDs, ``items()``); an unknown ID is a ``ConfigError``."""
 
     def __init__(self, family: str, kind: str, key: str, entries: dict[str, str] | None = None) -> None:
         self.family = family  # the `ablate list FAMILY` name, e.g. "projectors"
@@ -53,6 +54,22 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         load_plugins()
         return name in self._targets
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def __getitem__(self, name: str) -> Any:
+        return self.get(name)
+
+    def values(self) -> list[Any]:
+        """Every registered object, in registration order (imports their targets)."""
+        return [self.get(n) for n in self.names()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(n, self.get(n)) for n in self.names()]
 
     def origin(self, name: str) -> str:
         """Who registered ``name``: ``ablate`` (built in) or the plug-in module."""
