@@ -35,6 +35,7 @@ class Registry:
         self.kind = kind  # readable singular, e.g. "projector"
         self.key = key  # the config key whose values it holds, e.g. "projector"
         self._targets: dict[str, Any] = {}
+        self._objects: dict[str, Any] = {}  # targets imported so far
         self._origin: dict[str, str] = {}
         for name, target in (entries or {}).items():
             self.register(name, target, origin="ablate")
@@ -91,14 +92,15 @@ class Registry:
     def get(self, name: str) -> Any:
         """The registered object of ``name`` (its target imported on first use)."""
         self.check(name)
-        t = self._targets[name]
-        if isinstance(t, str):
-            module, _, attr = t.partition(":")
-            obj: Any = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-            self._targets[name] = t = obj
-        return t
+        if name not in self._objects:
+            t = self._targets[name]
+            if isinstance(t, str):
+                module, _, attr = t.partition(":")
+                t = importlib.import_module(module)
+                for part in attr.split("."):
+                    t = getattr(t, part)
+            self._objects[name] = t
+        return self._objects[name]
 
 
 def _caller_module() -> str:
