@@ -186,6 +186,13 @@ def _texts(text: str) -> list[str]:
     return [full, first] if first != full else [full]
 
 
+def _agrees(ex: Example, pred: Prediction, meta_values: dict[str, set[str]]) -> bool:
+    """False when the prediction names a value of one of the benchmark's meta fields (POPE's ``category`` =
+    the split) that is not this example's."""
+    hints = set(pred.hints.values())
+    return all(str(ex.meta[key]) in hints for key, values in meta_values.items() if hints & values)
+
+
 def join(bench: Benchmark, examples: list[Example], preds: list[Prediction], source: Path) -> list[tuple[Example, str]]:
     """(example, output) for every example of ``bench``, in benchmark order; ambiguous or partial joins raise."""
     by_id = {ex.example_id: ex for ex in examples}
@@ -193,6 +200,10 @@ def join(bench: Benchmark, examples: list[Example], preds: list[Prediction], sou
     for ex in examples:
         for key in _texts(ex.prompt):
             index.setdefault((_stem(ex.image.name), key), []).append(ex)
+    meta_values: dict[str, set[str]] = {}
+    for ex in examples:
+        for key, value in ex.meta.items():
+            meta_values.setdefault(key, set()).add(str(value))
     chosen: dict[str, tuple[str, str]] = {}
     unmatched: list[Prediction] = []
     for pred in preds:
@@ -204,9 +215,7 @@ def join(bench: Benchmark, examples: list[Example], preds: list[Prediction], sou
                 cands = index.get((_stem(pred.image or ""), key), [])
                 if cands:
                     break
-            if len(cands) > 1:  # narrow by fields the prediction shares with an example's meta (POPE category)
-                narrowed = [ex for ex in cands if any(str(v) in pred.hints.values() for v in ex.meta.values())]
-                cands = narrowed or cands
+            cands = [ex for ex in cands if _agrees(ex, pred, meta_values)]
         if not cands:
             unmatched.append(pred)
             continue
