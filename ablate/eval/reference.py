@@ -92,39 +92,47 @@ def read_ablate(path: Path) -> list[Prediction]:
 
 
 def read_llava(path: Path, questions: Path | None) -> list[Prediction]:
-    """LLaVA answers joined to the question file they answered by ``question_id`` (unique there)."""
+    """LLaVA answers joined to the question file they answered by ``question_id``; where the question file
+    shares one id between questions (TextVQA's OCR file: the image id), the answer's ``prompt`` picks one."""
     if questions is None:
         raise ConfigError(f"{path}: --format llava needs --questions FILE (the LLaVA question file these answers "
                           "answered; its question_ids are the answers' ids)")
-    asked: dict[str, tuple[int, dict[str, Any]]] = {}
+    asked: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+    total = 0
     for lineno, rec in _lines(questions):
         qid = str(_need(rec, "question_id", (str, int), f"{questions}: line {lineno}"))
-        if qid in asked:
-            raise ConfigError(f"{questions}: line {lineno}: question_id {qid} also on line {asked[qid][0]}; expected "
-                              "unique question ids (ambiguous join)")
-        asked[qid] = (lineno, rec)
+        _need(rec, "text", str, f"{questions}: line {lineno}")
+        asked.setdefault(qid, []).append((lineno, rec))
+        total += 1
     out, seen = [], {}
     for lineno, rec in _lines(path):
         where = f"{path}: line {lineno}"
         qid = str(_need(rec, "question_id", (str, int), where))
-        if qid in seen:
-            raise ConfigError(f"{where}: question_id {qid} answered again (first on line {seen[qid]}); expected one "
-                              "answer per question")
-        seen[qid] = lineno
         if qid not in asked:
             raise ConfigError(f"{where}: question_id {qid} is not in {questions}; expected the question file these "
                               "answers were generated from")
-        qline, q = asked[qid]
+        cands = asked[qid]
+        if len(cands) > 1:
+            prompt = rec.get("prompt")
+            cands = [c for c in cands if isinstance(prompt, str) and c[1]["text"].strip() == prompt.strip()]
+            if len(cands) != 1:
+                lines = ", ".join(str(n) for n, _ in asked[qid])
+                raise ConfigError(f"{where}: question_id {qid} is on lines {lines} of {questions} and the answer's "
+                                  f"'prompt' matches {len(cands)} of them; expected exactly one (ambiguous join)")
+        qline, q = cands[0]
+        if qline in seen:
+            raise ConfigError(f"{where}: question_id {qid} answered again (first on line {seen[qline]}); expected one "
+                              "answer per question")
+        seen[qline] = lineno
         qwhere = f"{questions}: line {qline}"
         hints = {k: str(v) for k, v in q.items() if k not in ("question_id", "image", "text") and
                  isinstance(v, str | int)}
         out.append(Prediction(f"{where} (question_id {qid})", str(_need(rec, "text", str, where)),
-                              image=str(_need(q, "image", str, qwhere)), text=_need(q, "text", str, qwhere),
-                              hints=hints))
-    if len(seen) < len(asked):
-        missing = next(k for k in asked if k not in seen)
-        raise ConfigError(f"{path}: answers {len(seen)} of the {len(asked)} questions of {questions} (first "
-                          f"unanswered: question_id {missing}); expected an answer to every question (partial join)")
+                              image=str(_need(q, "image", str, qwhere)), text=q["text"], hints=hints))
+    if len(seen) < total:
+        first = next(f"line {n} (question_id {k})" for k, rows in asked.items() for n, _ in rows if n not in seen)
+        raise ConfigError(f"{path}: answers {len(seen)} of the {total} questions of {questions} (first unanswered: "
+                          f"{first}); expected an answer to every question (partial join)")
     return out
 
 

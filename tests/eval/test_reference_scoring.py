@@ -89,7 +89,7 @@ def test_subset_join_gives_the_same_records_as_the_full_file(tmp_path):
 @pytest.mark.parametrize("edit, expected", [
     ("full-answers", "8838 of 8910 predictions match no pope example"),
     ("drop-answer", "answers 71 of the 72 questions"),
-    ("dup-question", "also on line 1; expected unique question ids (ambiguous join)"),
+    ("dup-question", "question_id 1 is on lines 1, 2 of"),
     ("no-category", "matches 3 pope examples (adversarial-1, popular-1, random-1)"),
     ("no-questions", "--format llava needs --questions FILE"),
 ])
@@ -234,17 +234,12 @@ def test_collect_refuses_a_reference_scored_on_other_pope_files(study, tmp_path,
     first = tmp_path / "first"
     assert score(["--predictions", str(SUB_ANSWERS), "--questions", str(SUB_QUESTIONS), "--format", "llava",
                   "--name", "m", "--root", str(root)], first) == 0
-    # the same ids under other files: a root holding POPE's adversarial split alone
-    adv = tmp_path / "adv-only"
-    (adv / "pope" / "coco").mkdir(parents=True)
-    shutil.copy(FIX / "pope" / "e3e3926" / "coco_pope_adversarial.json", adv / "pope" / "coco")
-    for split in ("popular", "random"):
-        (adv / "pope" / "coco" / f"coco_pope_{split}.json").write_text("")
-    only = tmp_path / "adversarial.jsonl"
-    only.write_text("".join(x for x in (first / "examples" / "pope.jsonl").read_text().splitlines(keepends=True)
-                            if '"split": "adversarial"' in x))
-    assert main(["score", "pope", "--predictions", str(only), "--format", "ablate", "--name", "adv-model",
-                 "--root", str(adv), "--out", str(tmp_path / "ref"), "--study", name,
+    # the same ids under other files: POPE head's adversarial split ("imange" fixed) with the pinned others
+    adv = tmp_path / "adv-head"
+    shutil.copytree(root, adv)
+    shutil.copy(FIX / "pope" / "head" / "coco_pope_adversarial.json", adv / "pope" / "coco")
+    assert main(["score", "pope", "--predictions", str(first / "examples" / "pope.jsonl"), "--format", "ablate",
+                 "--name", "adv-model", "--root", str(adv), "--out", str(tmp_path / "ref"), "--study", name,
                  "--studies-dir", str(studies)]) == 0
     assert main(["collect", name, "--studies-dir", str(studies)]) == 2
     err = capsys.readouterr().err
@@ -259,3 +254,27 @@ def test_lmms_samples_on_pope_head_are_refused_at_the_spelling_fix(tmp_path, cap
     err = capsys.readouterr().err
     assert "line 11 (doc_id 10): image 'COCO_val2014_000000210789', question 'Is there an umbrella in the imange?'" \
         in err
+
+
+def test_llava_answers_to_a_question_file_with_shared_ids_pick_their_question_by_prompt(tmp_path):
+    """LLaVA's TextVQA OCR file uses the image id as question_id (shared by an image's questions); the answer's
+    ``prompt`` tells which question it answered, as LLaVA's own m4c evaluation joins them."""
+    from ablate.eval.reference import read_llava
+
+    folder = FIX / "llava" / "eval" / "textvqa"
+    questions = folder / "llava_textvqa_val_v051_ocr.jsonl"
+    preds = read_llava(folder / "answers" / "llava-v1.5-13b.jsonl", questions)
+    assert len(preds) == 30 and len({(p.image, p.text) for p in preds}) == 30
+    first = next(p for p in preds if p.where.endswith("(question_id 003a8ae2ef43b901)"))
+    assert (first.image, first.output) == ("003a8ae2ef43b901.jpg", "Dakota digital")
+    assert first.text.startswith("What is the brand of this camera?\nReference OCR token: DAKOTA")
+    shared = [p for p in preds if "(question_id 831bcec304a17054)" in p.where]
+    assert len(shared) == 2 and shared[0].text != shared[1].text
+    lines = (folder / "answers" / "llava-v1.5-13b.jsonl").read_text().splitlines(keepends=True)
+    blind = tmp_path / "a.jsonl"  # without 'prompt' the shared ids cannot be told apart
+    blind.write_text("".join(json.dumps({k: v for k, v in json.loads(x).items() if k != "prompt"}) + "\n"
+                             for x in lines))
+    from ablate.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"question_id \w+ is on lines \d+, \d+ of .*matches 0 of them"):
+        read_llava(blind, questions)
