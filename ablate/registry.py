@@ -110,42 +110,34 @@ def _caller_module() -> str:
     return str(frame.f_globals.get("__name__", "?")) if frame is not None else "?"
 
 
-_V = "ablate.models.vision"
-VISION_FAMILIES = Registry("vision-families", "vision backbone family", "vision.backbones[].family", {
-    "open_clip": f"{_V}:build_open_clip", "hf-clip": f"{_V}:build_hf_clip", "hf-siglip": f"{_V}:build_hf_siglip",
-    "hf-dinov2": f"{_V}:build_hf_dinov2", "timm": f"{_V}:build_timm", "patch-embed": f"{_V}:build_patch_embed",
-})
+def _at(module: str, attrs: str) -> dict[str, str]:
+    """Built-in entries of one module: ``"id=attr id=attr ..."`` -> ``{id: "module:attr"}``."""
+    return {i: f"{module}:{a}" for i, _, a in (pair.partition("=") for pair in attrs.split())}
+
+
+VISION_FAMILIES = Registry("vision-families", "vision backbone family", "vision.backbones[].family", _at(
+    "ablate.models.vision", "open_clip=build_open_clip hf-clip=build_hf_clip hf-siglip=build_hf_siglip "
+    "hf-dinov2=build_hf_dinov2 timm=build_timm patch-embed=build_patch_embed"))
 # "<family>/<arch>" -> a builder of that one arch (it wins over the family's builder); filled by plug-ins
 VISION_ARCHS = Registry("vision-archs", "vision arch", "vision.backbones[].arch")
-_P = "ablate.models.projector"
-PROJECTORS = Registry("projectors", "projector", "projector", {
-    "linear": f"{_P}:build_linear", "mlp": f"{_P}:build_mlp", "fused-mlp": f"{_P}:build_fused_mlp",
-    "perceiver": f"{_P}:build_perceiver", "qformer": f"{_P}:build_qformer",
-    "gated-xattn": f"{_P}:build_gated_xattn",
-})
-_T = "ablate.data.transforms"
-IMAGE_TRANSFORMS = Registry("image-transforms", "image transform", "image", {
-    "letterbox": f"{_T}:letterbox", "resize-naive": f"{_T}:resize_naive", "resize-crop": f"{_T}:resize_crop",
-})
-_F = "ablate.models.prompts"
-PROMPT_FORMATS = Registry("prompt-formats", "prompt format", "llm.prompt_format", {
-    "base": f"{_F}:base", "vicuna-v1.5": f"{_F}:vicuna_v15", "llama-2-chat": f"{_F}:llama_2_chat",
-    "mistral-instruct": f"{_F}:mistral_instruct", "phi-2": f"{_F}:phi_2", "tokenizer": f"{_F}:chat_template_format",
-})
+PROJECTORS = Registry("projectors", "projector", "projector", _at(
+    "ablate.models.projector", "linear=build_linear mlp=build_mlp fused-mlp=build_fused_mlp "
+    "perceiver=build_perceiver qformer=build_qformer gated-xattn=build_gated_xattn"))
+IMAGE_TRANSFORMS = Registry("image-transforms", "image transform", "image", _at(
+    "ablate.data.transforms", "letterbox=letterbox resize-naive=resize_naive resize-crop=resize_crop"))
+PROMPT_FORMATS = Registry("prompt-formats", "prompt format", "llm.prompt_format", _at(
+    "ablate.models.prompts", "base=base vicuna-v1.5=vicuna_v15 llama-2-chat=llama_2_chat "
+    "mistral-instruct=mistral_instruct phi-2=phi_2 tokenizer=chat_template_format"))
 # in-process tokenizers (llm.tokenizer; null = the tokenizer saved with the weights): filled by plug-ins
 TOKENIZERS = Registry("tokenizers", "in-process tokenizer", "llm.tokenizer")
 _B = "ablate.eval.benchmarks"
 BENCHMARKS = Registry("benchmarks", "benchmark", "eval.benchmarks", {
-    "vqav2": f"{_B}.vqav2:VQAv2", "gqa": f"{_B}.gqa:GQA", "vizwiz": f"{_B}.vizwiz:VizWiz",
-    "textvqa": f"{_B}.textvqa:TextVQA", "textvqa-ocr": f"{_B}.textvqa:TextVQAWithOCR",
-    "refcoco": f"{_B}.grounding:RefCOCO", "refcoco-plus": f"{_B}.grounding:RefCOCOPlus",
-    "refcocog": f"{_B}.grounding:RefCOCOg", "ocid-ref": f"{_B}.grounding:OCIDRef", "vsr": f"{_B}.closed_set:VSR",
-    "pope": f"{_B}.closed_set:POPE", "tallyqa": f"{_B}.closed_set:TallyQA", "ai2d": f"{_B}.closed_set:AI2D",
-})
-EXECUTORS = Registry("executors", "executor", "launcher", {
-    "slurm": "ablate.launch:slurm_executor", "local": "ablate.launch:local_executor",
-    "debug": "ablate.launch:debug_executor",
-})
+    **_at(f"{_B}.vqav2", "vqav2=VQAv2"), **_at(f"{_B}.gqa", "gqa=GQA"), **_at(f"{_B}.vizwiz", "vizwiz=VizWiz"),
+    **_at(f"{_B}.textvqa", "textvqa=TextVQA textvqa-ocr=TextVQAWithOCR"),
+    **_at(f"{_B}.grounding", "refcoco=RefCOCO refcoco-plus=RefCOCOPlus refcocog=RefCOCOg ocid-ref=OCIDRef"),
+    **_at(f"{_B}.closed_set", "vsr=VSR pope=POPE tallyqa=TallyQA ai2d=AI2D")})
+EXECUTORS = Registry("executors", "executor", "launcher", _at(
+    "ablate.launch", "slurm=slurm_executor local=local_executor debug=debug_executor"))
 
 REGISTRIES: dict[str, Registry] = {r.family: r for r in (
     VISION_FAMILIES, VISION_ARCHS, PROJECTORS, IMAGE_TRANSFORMS, PROMPT_FORMATS, TOKENIZERS, BENCHMARKS, EXECUTORS,
