@@ -222,7 +222,7 @@ def test_two_node_job_trains_one_fsdp_run_across_both_nodes(two_node_cluster: tu
     directory, one checkpoint holding both ranks' shards) whose loss curve is the one-node run's."""
     from test_launch import SLURM_SMALL, _train_losses, slurm_report, sweep, write_study
 
-    from ablate.data.synthetic import write_world
+    from ablate.shapes.world import write_world
 
     conf, names = two_node_cluster
     monkeypatch.setenv("SLURM_CONF", str(conf))
