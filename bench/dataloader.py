@@ -76,17 +76,24 @@ def measure(paths: list[Path], workers: int, batch: int) -> tuple[float, float]:
     data = loader(ds, Collator(0), steps, num_workers=workers, pin_memory=False)
     batches = iter(micro_batches(ds, data))
     next(batches)  # workers started and warm (persistent over a stage)
-    cpu0, tic = _cpu_seconds(), time.perf_counter()
+    pids = [w.pid for w in getattr(data._iterator, "_workers", [])]
+    cpu0, tic = _cpu_seconds(pids), time.perf_counter()
     n = sum(len(b["example_ids"]) for b in batches)
-    del batches, data  # ends (and reaps) the workers, so their CPU time is counted
     wall = time.perf_counter() - tic
-    return n / wall, (_cpu_seconds() - cpu0) / wall
+    cores = (_cpu_seconds(pids) - cpu0) / wall
+    del batches, data
+    return n / wall, cores
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its ended children (the loader's workers)."""
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+def _cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds of this process and of the live workers ``pids`` (read from /proc: a worker's time is not
+    reliably in ``os.times().children_*`` after the loader shuts it down)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
 
 
 def main() -> None:
