@@ -164,8 +164,8 @@ def _broadcast_initial(cfg: Any, model: nn.Module, info: DistInfo, build_model: 
     if llm_folder is not None:
         loaded |= _read_llm(llm_folder, model)
     else:
-        loaded |= _broadcast_part(model, "llm", lambda: build_llm(cfg.llm, tokenizer), info, strict=strict)
-    loaded |= _broadcast_part(model, "vision", lambda: build_vision(cfg.vision), info, strict=strict)
+        loaded |= _broadcast_part(model, "llm", lambda: build_llm(cfg.llm, tokenizer), info)
+    loaded |= _broadcast_part(model, "vision", lambda: build_vision(cfg.vision), info)
 
     def projector() -> nn.Module:
         proj = build_projector(cfg.projector, model.vision.embed_dim,
@@ -176,7 +176,7 @@ def _broadcast_initial(cfg: Any, model: nn.Module, info: DistInfo, build_model: 
             proj.attach(meta_llm(cfg.llm))
         return proj
 
-    loaded |= _broadcast_part(model, "projector", projector, info, strict=strict)
+    loaded |= _broadcast_part(model, "projector", projector, info)
     missing = sorted(expected - loaded)
     if missing and strict:
         raise RuntimeError(f"initial weights: {len(missing)} model keys came from no component "
@@ -202,8 +202,7 @@ def _broadcast(model: nn.Module, full: dict[str, torch.Tensor], *, strict: bool)
                                                                strict=strict))
 
 
-def _broadcast_part(model: nn.Module, prefix: str, build: Callable[[], nn.Module], info: DistInfo, *,
-                    strict: bool) -> set[str]:
+def _broadcast_part(model: nn.Module, prefix: str, build: Callable[[], nn.Module], info: DistInfo) -> set[str]:
     """Rank 0 builds one component; its weights go into every rank's shards under ``prefix.``; a key set that
     differs from the skeleton's is one error on every rank (never a hang or a silently partial load)."""
     part: dict[str, torch.Tensor] = {}
