@@ -27,7 +27,6 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from ablate.config import parse_grids
-from ablate.models.registry import IMAGE_TRANSFORMS
 
 BICUBIC = InterpolationMode.BICUBIC
 GRID_KEY = "anyres_grid"  # the (C, R) grid in a pixel dict (beside the branches' tiles)
@@ -85,8 +84,6 @@ class AnyresTiling:
         overview = TF.resize(image, [tile, tile], interpolation=BICUBIC, antialias=True)
         return torch.cat([overview.unsqueeze(0), parts]), (cols, rows)
 
-
-IMAGE_TRANSFORMS.register("anyres")(AnyresTiling)
 
 
 def pad_tiles(stacks: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -95,15 +95,15 @@ def test_skeleton_has_no_parameter_memory_and_keeps_buffers() -> None:
 # ------------------------------------------------------------------------------------------- data workers
 def _dataset(tmp_path: Path, on_bad: str) -> Any:
     from ablate.data.llava import LlavaDataset, Record
-    from ablate.models.llm import synthetic_tokenizer
     from ablate.models.prompts import get_prompt_format
+    from ablate.shapes.tokenizer import shapes_tokenizer
 
     (tmp_path / "ok.jpg").parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "ok.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     conv = (("user", "<image>\nWhat?"), ("assistant", "red"))
     records = [Record(f"ex{i}", tmp_path / ("bad.jpg" if i == 5 else "ok.jpg"), conv, "t", i) for i in range(8)]
-    tok = synthetic_tokenizer()
+    tok = shapes_tokenizer()
 
     def to_tensor(img: Image.Image) -> torch.Tensor:
         return torch.from_numpy(np.asarray(img.resize((8, 8)), dtype=np.float32)).permute(2, 0, 1)
@@ -147,7 +147,7 @@ def test_a_bad_image_in_a_worker_fails_with_its_one_line_name(tmp_path: Path) ->
 
 # --------------------------------------------------------------------------------------------------- LoRA
 def test_lora_point_trains_adapters_and_merged_model_generates_as_unmerged(tmp_path: Path) -> None:
-    from ablate.data.mixes import ensure_synthetic
+    from ablate.shapes.world import ensure_world
     from ablate.train import lora
     from ablate.train.loop import read_train_log, train
     from ablate.train.materialize import materialize, skeleton
@@ -158,7 +158,7 @@ def test_lora_point_trains_adapters_and_merged_model_generates_as_unmerged(tmp_p
                  "train.finetune.global_batch=8", "train.finetune.per_device_batch=8", "runtime.progress=false",
                  "runtime.checkpoint_every=100"]
     cfg = compose(overrides)
-    ensure_synthetic(cfg.data)
+    ensure_world(cfg.data)
     merged = train(cfg, tmp_path / "run")
     losses = [r["loss"] for r in read_train_log(tmp_path / "run")]
     assert len(losses) == 6 and losses[-1] < losses[0]

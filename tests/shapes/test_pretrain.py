@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.data.synthetic import Item, Scene
-from ablate.models.registry import IMAGE_TRANSFORMS
-from ablate.train.pretrain_tiny import LABELS, label_masks, patch_targets
+from ablate.registry import IMAGE_TRANSFORMS
+from ablate.shapes.pretrain import LABELS, label_masks, patch_targets
+from ablate.shapes.scene import Item, Scene
 
 
 def _one_object_scene(x1: int, shape: str = "square", side: int = 48) -> Scene:
@@ -42,10 +42,11 @@ def test_an_edge_object_has_no_patch_labels_after_resize_crop(image_id, kept):
     assert bool(targets.any()) is kept
 
 
-def test_pretrained_towers_are_saved_per_branch_and_loaded_through_weights_dir(tmp_path: Path):
+def test_pretrained_towers_are_saved_per_branch_and_loaded_through_each_branch_path(tmp_path: Path):
     from ablate.design import compose
     from ablate.models.vision import build_vision
-    from ablate.train.pretrain_tiny import pretrain_vision
+    from ablate.shapes.demo import tower_overrides
+    from ablate.shapes.pretrain import pretrain_vision
 
     cfg = compose(["vision=tiny-dinosiglip"]).vision
     metrics = pretrain_vision(cfg, tmp_path, steps=4, batch=4, log=lambda _: None)
@@ -53,7 +54,9 @@ def test_pretrained_towers_are_saved_per_branch_and_loaded_through_weights_dir(t
     assert 0.0 <= metrics["colour recall"] <= 1.0
     torch.manual_seed(123)  # a different random init: equal outputs can only come from the loaded weights
     random_init = build_vision(cfg)
-    cfg.weights_dir = str(tmp_path)
+    cfg = compose(["vision=tiny-dinosiglip", *tower_overrides(cfg, tmp_path)]).vision
+    assert [b.path for b in cfg.backbones] == [str(tmp_path / "tiny-dinov2.safetensors"),
+                                               str(tmp_path / "tiny-siglip.safetensors")]
     torch.manual_seed(123)
     loaded, again = build_vision(cfg), build_vision(cfg)
     pixels = {name: torch.randn(2, 3, 64, 64) for name in loaded.branches}
@@ -65,10 +68,9 @@ def test_pretrained_towers_are_saved_per_branch_and_loaded_through_weights_dir(t
 def test_missing_or_mismatched_tower_weights_name_the_file(tmp_path: Path):
     from ablate.design import compose
     from ablate.models.vision import WeightsNotFoundError, build_vision
-    from ablate.train.pretrain_tiny import pretrain_vision
+    from ablate.shapes.pretrain import pretrain_vision
 
-    cfg = compose(["vision=tiny-clip"]).vision
-    cfg.weights_dir = str(tmp_path)
+    cfg = compose(["vision=tiny-clip", f"vision.backbones.0.path={tmp_path / 'tiny-clip.safetensors'}"]).vision
     with pytest.raises(WeightsNotFoundError, match=r"tiny-clip\.safetensors.*does not exist"):
         build_vision(cfg)
     siglip = compose(["vision=tiny-dinosiglip"]).vision
@@ -81,7 +83,7 @@ def test_missing_or_mismatched_tower_weights_name_the_file(tmp_path: Path):
 def test_pretrained_llm_loads_through_llm_path_with_the_same_logits(tmp_path: Path):
     from ablate.design import compose
     from ablate.models.llm import build_llm, build_tokenizer
-    from ablate.train.pretrain_tiny import pretrain_llm
+    from ablate.shapes.pretrain import pretrain_llm
 
     cfg = compose(["llm=tiny-llama"]).llm
     metrics = pretrain_llm(cfg, tmp_path / "lm", steps=3, batch=4, log=lambda _: None)
@@ -97,12 +99,12 @@ def test_pretrained_llm_loads_through_llm_path_with_the_same_logits(tmp_path: Pa
 def test_scene_in_words_asks_presence_answered_by_the_listed_objects():
     import re
 
-    from ablate.data.synthetic import _train_scene
-    from ablate.train.pretrain_tiny import in_words, scene_in_words
+    from ablate.shapes.pretrain import in_words, scene_in_words
+    from ablate.shapes.training import train_scene
 
     rng = random.Random(3)
     for _ in range(200):
-        scene = _train_scene(rng)
+        scene = train_scene(rng)
         conv = scene_in_words(scene, rng)
         assert conv[0][1].startswith(in_words(scene) + "\n") and "<image>" not in conv[0][1]
         assert [role for role, _ in conv] == ["user", "assistant"] * 3
@@ -114,12 +116,13 @@ def test_scene_in_words_asks_presence_answered_by_the_listed_objects():
 
 
 def test_hard_presence_negatives_share_a_colour_or_a_shape_with_a_present_object():
-    from ablate.data.synthetic import _train_scene, qa_presence
+    from ablate.shapes.questions import qa_presence
+    from ablate.shapes.training import train_scene
 
     rng = random.Random(5)
     shares = {True: 0, False: 0}
     for _ in range(300):
-        scene = _train_scene(rng)
+        scene = train_scene(rng)
         for hard in (True, False):
             colour, shape = qa_presence(scene, rng, positive=False, hard=hard).question.split()[3:5]
             assert scene.find(f"{colour} {shape}") is None
@@ -129,7 +132,7 @@ def test_hard_presence_negatives_share_a_colour_or_a_shape_with_a_present_object
 
 def test_ensure_pretrained_trains_once(tmp_path: Path):
     from ablate.design import compose
-    from ablate.train.pretrain_tiny import ensure_pretrained
+    from ablate.shapes.pretrain import ensure_pretrained
 
     vision = [compose(["vision=tiny-clip"]).vision]
     llm = compose(["llm=tiny-llama"]).llm
@@ -142,7 +145,7 @@ def test_ensure_pretrained_trains_once(tmp_path: Path):
 
 def test_ensure_pretrained_rejects_an_arch_in_two_vision_configs(tmp_path: Path):
     from ablate.design import compose
-    from ablate.train.pretrain_tiny import ensure_pretrained
+    from ablate.shapes.pretrain import ensure_pretrained
 
     clip = compose(["vision=tiny-clip"]).vision
     other = compose(["vision=tiny-clip"]).vision

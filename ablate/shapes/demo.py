@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEMO_STUDY = Path(__file__).resolve().parent.parent / "sweeps" / "demo.yaml"
+DEMO_STUDY = Path(__file__).resolve().parents[2] / "sweeps" / "demo.yaml"
 
 # Per size: the shapes world's size, overrides applied to every point, and how many seeds of the study to run.
 SIZES: dict[str, dict[str, Any]] = {
@@ -31,13 +31,14 @@ SIZES: dict[str, dict[str, Any]] = {
 
 
 def demo_overrides(out: Path, size: str) -> list[str]:
-    """Overrides that put data, runs and tracking under `out`, start every point from the pretrained tiny
-    components in `out/pretrained` (as Prismatic starts from pretrained backbones), and size the study."""
+    """Overrides that put data, runs and tracking under `out`, start every point from the pretrained tiny LM in
+    `out/pretrained-<size>` (as Prismatic starts from pretrained backbones; the towers: `start_from_pretrained`),
+    and size the study."""
     data = world_dir(out, size)
     pretrained = pretrained_dir(out, size)
     return [
         f"data.root={data}", f"data.synthetic.size={SIZES[size]['world']}", f"eval.root={data / 'eval'}",
-        f"vision.weights_dir={pretrained}", f"llm.path={pretrained / 'tiny-llama'}", "llm.random_init=null",
+        f"llm.path={pretrained / 'tiny-llama'}", "llm.random_init=null",
         f"runtime.runs_dir={out / 'runs'}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}",
         f"tracking.artifact_root={out / 'mlflow-artifacts'}", "launcher=local", "runtime.progress=false",
         *SIZES[size]["overrides"],
@@ -57,10 +58,33 @@ def world_dir(out: Path, size: str) -> Path:
     return out / "data" / f"shapes-{SIZES[size]['world']}"
 
 
+def start_from_pretrained(points: list[Any], pretrained: Path) -> list[Any]:
+    """Every branch of every point loads its pretrained tower (``path`` = ``<pretrained>/<arch>.safetensors``,
+    as ``ablate.shapes.pretrain`` saves them) under the weights tag ``pretrained-<size>``, which enters the run
+    identity as a real backbone's tag does (the path does not); run keys are recomputed."""
+    from omegaconf import OmegaConf
+
+    from ablate.design import design_key, run_key
+
+    for p in points:
+        for ov in tower_overrides(p.config.vision, pretrained):
+            key, _, value = ov.partition("=")
+            OmegaConf.update(p.config, key, value)
+        p.run_key, p.design_key = run_key(p.config), design_key(p.config)
+    return points
+
+
+def tower_overrides(vision_cfg: Any, pretrained: Path) -> list[str]:
+    """The overrides that start the branches of ``vision_cfg`` from the towers pretrained into ``pretrained``."""
+    return [ov for i, b in enumerate(vision_cfg.backbones)
+            for ov in (f"vision.backbones.{i}.path={pretrained / f'{b.arch}.safetensors'}",
+                       f"vision.backbones.{i}.pretrained={pretrained.name}")]
+
+
 def ensure_demo_pretrained(points: list[Any], out: Path, size: str) -> Path:
     """Pretrain (once) the tiny vision configs and the tiny LM the study's points start from."""
     from ablate.design import compose
-    from ablate.train.pretrain_tiny import ensure_pretrained
+    from ablate.shapes.pretrain import ensure_pretrained
 
     target = pretrained_dir(out, size)
     if not (target / "DONE").exists():
@@ -133,11 +157,11 @@ def summary_table(tests: Any) -> Any:
 
 def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "local",
              study_file: str | Path = DEMO_STUDY) -> int:
-    from ablate.data.synthetic import crop_cut_fraction, format_crop_cut, write_world
     from ablate.design import expand, load_study
     from ablate.launch import submit_study
     from ablate.report import write_report
     from ablate.results import collect
+    from ablate.shapes.world import crop_cut_fraction, format_crop_cut, write_world
 
     out = Path(out).resolve()
     t0 = time.perf_counter()
@@ -147,7 +171,7 @@ def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "loca
     study = load_study(study_file)
     if SIZES[size]["seeds"]:
         study.seeds = study.seeds[: SIZES[size]["seeds"]]
-    points = expand(study, overrides)
+    points = start_from_pretrained(expand(study, overrides), pretrained_dir(out, size))
     data_root = Path(points[0].config.data.root)
     if not (data_root / "instruct.json").exists():
         print(f"generating the shapes world ({SIZES[size]['world']} images) in {data_root}")

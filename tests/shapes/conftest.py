@@ -1,0 +1,11 @@
+"""Shared fixture of the shapes-world tests: one intra-op thread for every test in this folder (the world:
+tests/conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread: None) -> None:
+    """Every test here runs on one intra-op thread (tests/conftest.py)."""
