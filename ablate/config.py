@@ -356,8 +356,7 @@ def parse_grids(grids: Sequence[str], where: str = "image.grids") -> list[tuple[
     """``["2x1", ...]`` -> ``[(2, 1), ...]`` (columns, rows); a one-line error for anything else."""
     out = []
     if not grids:
-        raise ConfigError(f"{where}: invalid value {list(grids) if grids is not None else None!r}; expected a "
-                         "non-empty list of grid shapes 'CxR' (columns x rows), e.g. [1x2, 2x1, 2x2]")
+        raise ConfigError(f"{where}: invalid value {grids!r}; expected grid shapes 'CxR' (columns x rows), e.g. [2x1]")
     for g in grids:
         m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(g))
         if m is None or int(m.group(1)) < 1 or int(m.group(2)) < 1:
@@ -372,8 +371,7 @@ def image_transform_id(image: Any) -> str:
 
 
 def _check_image(image: Any, projector: str, positions: str) -> None:
-    """``image.grids`` belongs to ``anyres`` (and is well-formed); ``anyres`` needs per-patch image tokens in
-    the sequence and 1-D positions."""
+    """``image.grids`` belongs to (well-formed) ``anyres``, which needs per-patch image tokens, 1-D positions."""
     grids = image.get("grids")
     if image_transform_id(image) != "anyres":
         _check(grids is None, "image.grids", grids, f"null for image={image.id} (only anyres tiles)")
