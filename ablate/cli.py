@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--size", choices=("small", "full"), default="full", help="small = the CI-sized demo")
     d.add_argument("--out", default="demo", help="folder for data, runs, MLflow store and report")
     d.add_argument("--launcher", choices=("local", "slurm", "debug"), default="local")
+    d.add_argument("--study", help="another shapes-world study file (default sweeps/demo.yaml), e.g. "
+                   "sweeps/demo-beyond.yaml")
 
     s = sub.add_parser("sweep", help="expand a study and submit its runs (returns once submitted)")
     s.add_argument("study", help="a study file, or a folder of study files")

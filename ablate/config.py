@@ -11,6 +11,7 @@ Nothing in this module imports torch: the CLI's dry runs and ``--help`` stay fas
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,11 @@ class VisionConfig:
 # ------------------------------------------------------------------------------------------------ image
 @dataclass
 class ImageConfig:
-    id: str = MISSING  # an image transform of ablate.registry.IMAGE_TRANSFORMS
+    id: str = MISSING  # resize-naive | letterbox | resize-crop | anyres (the level: the file name)
+    # the registered transform when the level is a variant of one (anyres-small -> anyres); None = ``id``
+    transform: str | None = None
+    # anyres: the tile grids it picks from by aspect ratio, "CxR" = C tiles wide, R high (ablate.data.anyres)
+    grids: list[str] | None = None
 
 
 # -------------------------------------------------------------------------------------------- projector
@@ -347,6 +352,36 @@ def feature_width(cfg: Any) -> int:
     return int(sum(b.width for b in cfg.vision.backbones))
 
 
+def parse_grids(grids: Sequence[str], where: str = "image.grids") -> list[tuple[int, int]]:
+    """``["2x1", ...]`` -> ``[(2, 1), ...]`` (columns, rows); a one-line error for anything else."""
+    out = []
+    if not grids:
+        raise ConfigError(f"{where}: invalid value {grids!r}; expected grid shapes 'CxR' (columns x rows), e.g. [2x1]")
+    for g in grids:
+        m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(g))
+        if m is None or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+            raise ConfigError(f"{where}: invalid grid shape {g!r}; expected 'CxR' with C, R >= 1 (e.g. '2x1')")
+        out.append((int(m.group(1)), int(m.group(2))))
+    return out
+
+
+def image_transform_id(image: Any) -> str:
+    """The registered image transform of an ``image`` config: ``transform``, else its ``id``."""
+    return str(image.get("transform") or image.id)
+
+
+def _check_image(image: Any, projector: str, positions: str) -> None:
+    """``image.grids`` belongs to (well-formed) ``anyres``, which needs per-patch image tokens, 1-D positions."""
+    grids = image.get("grids")
+    if image_transform_id(image) != "anyres":
+        _check(grids is None, "image.grids", grids, f"null for image={image.id} (only anyres tiles)")
+        return
+    parse_grids(list(grids) if grids is not None else [], "image.grids")
+    _check(projector not in (*RESAMPLERS, "gated-xattn"), "projector", projector,
+           "a patch-wise projector (linear, mlp, fused-mlp) for image=anyres (its tokens are laid out per patch)")
+    _check(positions == "1d", "llm.image_positions", positions, "1d for image=anyres (no 2-D layout of tiles)")
+
+
 def validate(cfg: Any) -> None:
     """Check values and cross-axis combinations of a composed config; raise ConfigError (one line).  Component
     IDs are checked against their registries (``ablate.registry``: the built-ins and the plug-ins')."""
@@ -363,10 +398,11 @@ def validate(cfg: Any) -> None:
                f"{v.image_size} (the backbone's resolution vision.image_size; {v.id} supports only that)")
         grids.add(v.image_size // b.patch_size)
     _check(len(grids) == 1, "vision.backbones", v.id, f"branches with one patch grid, got grids {sorted(grids)}")
-    r.IMAGE_TRANSFORMS.check(cfg.image.id)
-
+    r.IMAGE_TRANSFORMS.check(image_transform_id(cfg.image), "image" if cfg.image.get("transform") is None
+                             else "image.transform")
     p = cfg.projector
     r.PROJECTORS.check(p.id)
+    _check_image(cfg.image, p.id, str(cfg.llm.image_positions))
     fused = len(v.backbones) > 1
     if p.id == "fused-mlp" and not fused:
         raise ConfigError(f"projector: invalid value 'fused-mlp' for single backbone vision={v.id!r}; "

@@ -69,6 +69,12 @@ def describe_point(cfg: Any, cache: dict[str, Any] | None = None) -> dict[str, A
     vision, projector, llm = model.vision, model.projector, model.llm
     counts = {"vision": _count(vision), "projector": _count(projector), "llm": _count(llm)}
     tokens = num_output_tokens(cfg.projector, vision.num_patches)
+    per_grid = None
+    if model.tiled:  # anyres: tokens per image depend on its grid; the sequence is sized for the largest
+        from ablate.models.tiles import grid_tokens
+
+        per_grid = grid_tokens(list(cfg.image.grids), vision.grid)
+        tokens = max(per_grid.values())
     branches = []
     for (name, branch), b in zip(vision.branches.items(), cfg.vision.backbones, strict=True):
         facts = branch.facts
@@ -90,7 +96,8 @@ def describe_point(cfg: Any, cache: dict[str, Any] | None = None) -> dict[str, A
                    "feature_shape": [vision.num_patches, vision.embed_dim], "patch_grid": [vision.grid, vision.grid],
                    "branches": branches},
         "projector": {"id": str(cfg.projector.id), "class": _qualname(projector), "params": counts["projector"],
-                      "image_tokens": tokens, "output_shape": [tokens, llm.get_input_embeddings().weight.shape[1]]},
+                      "image_tokens": tokens, "output_shape": [tokens, llm.get_input_embeddings().weight.shape[1]],
+                      "image_tokens_per_grid": per_grid},
         "llm": {"id": str(cfg.llm.id), "class": _qualname(llm), "model_type": c.model_type, "params": counts["llm"],
                 "hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
                 "num_attention_heads": c.num_attention_heads,
@@ -121,6 +128,10 @@ def format_point(name: str, facts: dict[str, Any]) -> str:
                  f"{v['patch_grid'][0]}x{v['patch_grid'][1]})")
     lines.append(f"  projector {p['id']} ({p['class']}): {p['image_tokens']} image tokens x {p['output_shape'][1]}, "
                  f"{_human(p['params'])}")
+    if p.get("image_tokens_per_grid"):
+        grids = ", ".join(f"{g} {n}" for g, n in p["image_tokens_per_grid"].items())
+        lines.append(f"  image     anyres: image tokens per tile grid (columns x rows; + overview, row separators): "
+                     f"{grids}; up to {p['image_tokens']}")
     lines.append(f"  llm       {m['id']} ({m['class']}): {_human(m['params'])}, {m['num_hidden_layers']} layers, "
                  f"hidden {m['hidden_size']}, heads {m['num_attention_heads']}/{m['num_key_value_heads']} kv, vocab "
                  f"{m['vocab_rows']}, rope {m['rope_theta']}, max positions {m['max_position_embeddings']}, ships "

@@ -182,6 +182,9 @@ def science_dict(cfg: Any, *, with_seed: bool = True) -> dict[str, Any]:
         sci["recipe"].pop("lora", None)  # recipes without LoRA keep the run keys they had before the key existed
     if isinstance(sci.get("projector"), dict) and sci["projector"].get("xattn_every") is None:
         sci["projector"].pop("xattn_every", None)  # projectors without the bridge keep their run keys
+    for key in ("grids", "transform"):  # image levels without tiles keep their run keys
+        if isinstance(sci.get("image"), dict) and sci["image"].get(key) is None:
+            sci["image"].pop(key, None)
     llm = sci.get("llm")
     if isinstance(llm, dict) and llm.get("image_positions") == "m-rope":
         llm["image_positions"] = "rope-2d"  # M-RoPE's old ID: runs made before the rename keep their key

@@ -9,7 +9,8 @@ run, and GPU-hours at ``--mfu`` of the GPU's dense bf16 peak.  Nothing is built 
 config's shapes (vision backbones) and the LM's published architecture (``LM_SHAPES``, or
 ``llm.random_init``).
 
-Assumptions (printed): sequence = image tokens + ``--text-tokens`` (LLaVA-1.5 averages), dataset sizes of
+Assumptions (printed): sequence = image tokens (``img-tok``: per image; ``image=anyres``: its largest grid's,
+whose tiles + overview all pass the tower) + ``--text-tokens`` (LLaVA-1.5 averages), dataset sizes of
 ``DATASET_SIZES`` (else ``--examples``), per-layer activations of 34·s·b·h bytes in bf16 with a fused
 attention kernel (Korthikanti et al. 2022, without the s² term), 2·s·b·h per layer when checkpointed plus one
 layer's full set, fp32 logits twice; frozen towers store no activations.
@@ -22,6 +23,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ablate.config import image_transform_id, parse_grids
 
 GPUS = {"a100-80gb": (80, 312e12), "h100-80gb": (80, 989e12)}  # memory GB, dense bf16 FLOP/s
 GIB = 2**30
@@ -53,6 +56,7 @@ class StageCost:
     flops_run: float
     gpu_hours: float
     fits: bool
+    image_tokens: int = 0  # per image in the sequence (anyres: the largest grid's)
 
 
 def _vision(cfg: Any) -> tuple[int, int]:
@@ -133,6 +137,14 @@ def stage_costs(cfg: Any, name: str, *, gpus: int, gpu: str, mfu: float, example
     projector = d_v * h + h * h + 2 * h if cfg.projector.id != "linear" else d_v * h + h
     lora = _lora_params(cfg, shape)
     image_tokens = int(cfg.projector.num_tokens or patches)
+    tiles = 1  # images the tower and projector encode per example (anyres: the largest grid's tiles + overview)
+    if image_transform_id(cfg.image) == "anyres":
+        from ablate.models.tiles import grid_tokens
+
+        grid_side = int(cfg.vision.image_size) // int(cfg.vision.backbones[0].patch_size)
+        image_tokens = max(grid_tokens(list(cfg.image.grids), grid_side).values())
+        tiles = 1 + max(c * r for c, r in parse_grids(list(cfg.image.grids)))
+        projector += h  # the learned row separator (ablate.models.tiles)
     xattn = 0  # gated-xattn (ablate.models.bridge): no image tokens in the sequence, blocks inside the LM
     if cfg.projector.id == "gated-xattn":
         blocks = math.ceil(n_layers / int(cfg.projector.xattn_every))
@@ -152,7 +164,8 @@ def stage_costs(cfg: Any, name: str, *, gpus: int, gpu: str, mfu: float, example
         b = stage.per_device_batch
         act_layer = 34 * seq * b * h
         logits = 2 * 4 * b * seq * vocab
-        vis_act = (34 * patches * b * d_v * sum(int(x.depth) for x in cfg.vision.backbones)) if "vision" in trains else 0
+        vis_act = (34 * patches * tiles * b * d_v * sum(int(x.depth) for x in cfg.vision.backbones)) \
+            if "vision" in trains else 0
         gathered = 2 * 2 * max(layer, emb // 2)  # two units' bf16 parameters all-gathered at a time
         act_full = n_layers * act_layer + logits + vis_act
         act_ac = n_layers * 2 * seq * b * h + act_layer + logits + vis_act / 8
@@ -164,14 +177,16 @@ def stage_costs(cfg: Any, name: str, *, gpus: int, gpu: str, mfu: float, example
             steps = min(steps, int(stage.max_steps))
         tokens = stage.global_batch * seq
         lm_factor = 6 if ("llm" in trains and not use_lora) else 4  # frozen LM: activation gradients only
-        flops = lm_factor * (lm - emb / 2) * tokens + 2 * vision * stage.global_batch * patches * \
-            (3 if "vision" in trains else 1) + 6 * (projector - xattn) * stage.global_batch * patches + \
+        encoded = stage.global_batch * patches * tiles  # patches through the tower and projector per step
+        flops = lm_factor * (lm - emb / 2) * tokens + 2 * vision * encoded * (3 if "vision" in trains else 1) + \
+            6 * (projector - xattn) * encoded + \
             6 * xattn * tokens  # the bridge's blocks run per text token (their image K/V: per patch, ignored)
         total_flops = flops * steps
         hours = total_flops / (gpus * peak * mfu) / 3600 * gpus
         need = states + gathered + (act_ac if cfg.train.activation_checkpointing else act_full)
         out.append(StageCost(name, stage.name, {"vision": vision, "projector": projector, "llm": lm, "lora": lora},
-                             trained, steps, memory, flops, total_flops, hours, need / GIB <= 0.9 * mem_gb))
+                             trained, steps, memory, flops, total_flops, hours, need / GIB <= 0.9 * mem_gb,
+                             image_tokens))
     return out
 
 
@@ -189,14 +204,14 @@ def cli_plan(args: argparse.Namespace) -> int:
     total_hours, unfit = 0.0, 0
     print(f"{args.gpus} x {args.gpu} at MFU {args.mfu:g}; FSDP full sharding; text tokens per example "
           f"{text} (+ image tokens); memory in GiB per GPU")
-    header = (f"{'point':<34} {'stage':<9} {'params':>7} {'trained':>7} {'steps':>6} {'states':>6} {'act':>6} "
+    header = (f"{'point':<34} {'stage':<9} {'img-tok':>7} {'params':>7} {'trained':>7} {'steps':>6} {'states':>6} {'act':>6} "
               f"{'act-AC':>6} {'PFLOP/step':>10} {'GPU-h':>7}  fits")
     print(header)
     for name, cfg in _points(list(args.target)):
         for c in stage_costs(cfg, name, gpus=args.gpus, gpu=args.gpu, mfu=args.mfu, examples=args.examples):
             total = sum(v for k, v in c.params.items() if k != "lora")
             m = c.memory_gb
-            print(f"{c.point[:34]:<34} {c.stage:<9} {total / 1e9:>6.2f}B {c.trainable / 1e9:>6.2f}B {c.steps:>6} "
+            print(f"{c.point[:34]:<34} {c.stage:<9} {c.image_tokens:>7} {total / 1e9:>6.2f}B {c.trainable / 1e9:>6.2f}B {c.steps:>6} "
                   f"{m['weights+grads+optimizer'] + m['all-gather']:>6.1f} {m['activations']:>6.1f} "
                   f"{m['activations (AC)']:>6.1f} {c.flops_step / 1e15:>10.1f} {c.gpu_hours:>7.1f}  "
                   f"{'yes' if c.fits else 'NO: does not fit'}")

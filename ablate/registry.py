@@ -123,8 +123,9 @@ VISION_ARCHS = Registry("vision-archs", "vision arch", "vision.backbones[].arch"
 PROJECTORS = Registry("projectors", "projector", "projector", _at(
     "ablate.models.projector", "linear=build_linear mlp=build_mlp fused-mlp=build_fused_mlp "
     "perceiver=build_perceiver qformer=build_qformer gated-xattn=build_gated_xattn"))
-IMAGE_TRANSFORMS = Registry("image-transforms", "image transform", "image", _at(
-    "ablate.data.transforms", "letterbox=letterbox resize-naive=resize_naive resize-crop=resize_crop"))
+IMAGE_TRANSFORMS = Registry("image-transforms", "image transform", "image", {**_at(
+    "ablate.data.transforms", "letterbox=letterbox resize-naive=resize_naive resize-crop=resize_crop"),
+    **_at("ablate.data.anyres", "anyres=AnyresTiling")})
 PROMPT_FORMATS = Registry("prompt-formats", "prompt format", "llm.prompt_format", _at(
     "ablate.models.prompts", "base=base vicuna-v1.5=vicuna_v15 llama-2-chat=llama_2_chat "
     "mistral-instruct=mistral_instruct phi-2=phi_2 tokenizer=chat_template_format"))

@@ -45,5 +45,31 @@ def test_beyond_bridges_and_the_folder_dry_run() -> None:
     assert set(keys) == {"baseline", "projector=perceiver", "projector=qformer", "projector=gated-xattn"}
     prismatic = _keys(_dry_run("sweeps/prismatic/4.1-optimization.yaml"))
     assert keys["baseline"] == prismatic["one-stage+7b"]
+
+
+def test_beyond_resolution_shares_prismatics_fixed_resolution_runs() -> None:
+    keys = _keys(_dry_run("sweeps/beyond/resolution.yaml"))
+    assert set(keys) == {"one-stage+7b", "clip-224px+7b", "anyres-336px+7b", "anyres-224px+7b"}
+    prismatic = _keys(_dry_run("sweeps/prismatic/4.2-image-and-visual-representation.yaml"))
+    assert keys["one-stage+7b"] == prismatic["one-stage+7b"] and keys["clip-224px+7b"] == prismatic["clip-224px+7b"]
+    assert len({keys["anyres-336px+7b"], keys["anyres-224px+7b"], keys["one-stage+7b"]}) == 3
+
+
+def test_the_folder_dry_run_lists_every_point_of_every_beyond_study() -> None:
     lines = _dry_run("sweeps/beyond")
-    assert lines[-1] == "9 design points, 8 unique runs"  # both studies share the baseline
+    names = {ln.split()[2] for ln in lines if len(ln.split()) > 2 and ln.split()[1].isdigit()}
+    assert names == {"baseline", "one-stage+7b", "clip-224px+7b", "anyres-336px+7b", "anyres-224px+7b",
+                     "projector=perceiver", "projector=qformer", "projector=gated-xattn",
+                     *(f"llm.image_positions={lv}" for lv in ("m-rope", "mrope-interleave", "rope-tie", "rope-tv"))}
+    # 5 positions + 4 bridges + 4 resolution points; the three studies share Prismatic's baseline run
+    assert lines[-1] == "13 design points, 11 unique runs"
+
+
+def test_the_cpu_study_beyond_prismatic_lists_its_levels() -> None:
+    lines = _dry_run("sweeps/demo-beyond.yaml")
+    keys = _keys(lines)
+    assert set(keys) == {"baseline", "llm.image_positions=rope-tie", "llm.image_positions=rope-tv",
+                         "llm.image_positions=m-rope", "projector=gated-xattn", "image=anyres-small"}
+    assert lines[-1] == "12 design points, 12 unique runs"  # 6 points x 2 seeds
+    demo = _keys(_dry_run("sweeps/demo.yaml"))
+    assert keys["baseline"] == demo["baseline"]  # the demo's own baseline run

@@ -314,11 +314,18 @@ def tokenize_caption(tokenizer: Any, conversation: Sequence[tuple[str, str]]) ->
 
 
 def _stack(pixels: list[Any]) -> torch.Tensor | dict[str, torch.Tensor]:
+    """Stack per-example pixels; ``image=anyres`` tile stacks of different lengths are zero-padded to the
+    longest (each example's grid, ``anyres_grid``, says how many of its tiles are real)."""
     import torch
 
+    from ablate.data.anyres import pad_tiles
+
+    def stack(parts: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(parts) if len({p.shape for p in parts}) == 1 else pad_tiles(parts)
+
     if isinstance(pixels[0], dict):
-        return {k: torch.stack([p[k] for p in pixels]) for k in pixels[0]}
-    return torch.stack(pixels)
+        return {k: stack([p[k] for p in pixels]) for k in pixels[0]}
+    return stack(pixels)
 
 
 def collate(examples: Sequence[Example | None], pad_token_id: int = 0,

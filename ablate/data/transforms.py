@@ -8,7 +8,10 @@ a dict branch name -> tensor for a fused backbone (each branch normalized with i
 - ``resize-naive``: resize to ``(S, S)``, aspect ratio warped;
 - ``resize-crop``: resize the shorter side to ``S`` and centre-crop ``S x S`` (edges are cut off);
 - ``letterbox``: pad to a centred square with the mean colour as integers ``int(mean * 255)`` (truncated:
-  CLIP (122, 116, 104), ImageNet (123, 116, 103), SigLIP (127, 127, 127)), then resize to ``(S, S)``.
+  CLIP (122, 116, 104), ImageNet (123, 116, 103), SigLIP (127, 127, 127)), then resize to ``(S, S)``;
+- ``anyres`` (beyond Prismatic; LLaVA-NeXT, ``ablate.data.anyres``): ``1 + R·C`` tiles ``(N, 3, S, S)`` per image
+  (an overview, then an ``R x C`` grid picked by aspect ratio from ``image.grids``), always as a dict: the
+  branches' tiles (batches zero-padded to the most tiles) and ``anyres_grid`` = ``(C, R)`` per image.
 
 Work happens on uint8 tensors with ``torchvision.transforms.v2.functional`` (one resize per image and fill
 colour), and normalization runs once on the stacked batch.
@@ -24,6 +27,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from ablate.data.anyres import GRID_KEY, AnyresTiling, pad_tiles
 from ablate.registry import IMAGE_TRANSFORMS
 
 Geometry = Callable[[torch.Tensor, int, tuple[int, int, int]], torch.Tensor]
@@ -66,11 +70,13 @@ def to_uint8(image: Image.Image | torch.Tensor) -> torch.Tensor:
 class ImageTransform:
     """PIL image(s) -> normalized tensor (one branch) or dict branch -> tensor (fused)."""
 
-    def __init__(self, image_id: str, vision_cfg: Any) -> None:
+    def __init__(self, image_id: str, vision_cfg: Any, grids: Sequence[str] | None = None) -> None:
         from ablate.models.vision import branch_names
 
         self.image_id = image_id
-        self.geometry: Geometry = IMAGE_TRANSFORMS.get(image_id)
+        entry = IMAGE_TRANSFORMS.get(image_id)
+        self.tiling: AnyresTiling | None = entry(grids) if isinstance(entry, type) else None
+        self.geometry: Geometry = entry
         self.size = int(vision_cfg.image_size)
         self.names = branch_names(vision_cfg)
         self.fills = [mean_colour(b.mean) for b in vision_cfg.backbones]
@@ -90,9 +96,21 @@ class ImageTransform:
             out.append(by_fill[key])
         return out
 
+    def _tiled(self, images: Sequence[Image.Image | torch.Tensor], single: bool) -> dict[str, torch.Tensor]:
+        assert self.tiling is not None
+        tiled = [self.tiling.tiles(to_uint8(im), self.size) for im in images]
+        tiles = tiled[0][0].unsqueeze(0) if single else pad_tiles([t for t, _ in tiled])
+        grids = torch.tensor([g for _, g in tiled], dtype=torch.long)
+        out = {name: ((tiles.float() / 255.0) - m.unsqueeze(0)) / s.unsqueeze(0)
+               for name, m, s in zip(self.names, self.means, self.stds, strict=True)}
+        out = {k: v[0] for k, v in out.items()} if single else out
+        return {**out, GRID_KEY: grids[0] if single else grids}
+
     def __call__(self, images: Image.Image | torch.Tensor | Sequence[Image.Image | torch.Tensor]
                  ) -> torch.Tensor | dict[str, torch.Tensor]:
         single = isinstance(images, Image.Image | torch.Tensor)
+        if self.tiling is not None:
+            return self._tiled([images] if single else list(images), single)
         batch = self.geometric([images] if single else list(images))
         normalized = [((x.float() / 255.0) - m) / s for x, m, s in zip(batch, self.means, self.stds, strict=True)]
         if single:
@@ -102,6 +120,7 @@ class ImageTransform:
         return normalized[0]
 
 
-def build_image_transform(image_id: str, vision_cfg: Any) -> ImageTransform:
-    """The image transform ``image_id`` (``resize-naive`` | ``letterbox`` | ``resize-crop``) for a backbone."""
-    return ImageTransform(image_id, vision_cfg)
+def build_image_transform(image_id: str, vision_cfg: Any, grids: Sequence[str] | None = None) -> ImageTransform:
+    """The image transform ``image_id`` (``resize-naive`` | ``letterbox`` | ``resize-crop`` | ``anyres``, with
+    its grid set ``grids``) for a backbone."""
+    return ImageTransform(image_id, vision_cfg, grids)

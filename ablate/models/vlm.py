@@ -28,11 +28,14 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 from torch import nn
 
+from ablate.config import image_transform_id
+from ablate.data.anyres import GRID_KEY
 from ablate.data.transforms import build_image_transform
 from ablate.models.llm import build_llm, build_tokenizer
 from ablate.models.positions import enable_positions, merged_positions, next_positions
 from ablate.models.projector import build_projector, num_output_tokens
 from ablate.models.prompts import IGNORE_INDEX, get_prompt_format
+from ablate.models.tiles import SEPARATOR, add_separator, arrange
 from ablate.models.vision import build_vision
 
 Pixels = torch.Tensor | dict[str, torch.Tensor]
@@ -68,11 +71,14 @@ class VLM(nn.Module):
         # a meta-device model (build_meta_vlm) has no tokenizer: formats that need one are left unbuilt
         needs_tokenizer = tokenizer is None and cfg.llm.prompt_format == "tokenizer"
         self.prompt_format = None if needs_tokenizer else get_prompt_format(cfg.llm.prompt_format, tokenizer)
-        self.image_transform = build_image_transform(cfg.image.id, cfg.vision)
+        self.image_transform = build_image_transform(image_transform_id(cfg.image), cfg.vision, cfg.image.get("grids"))
         self.image_positions = str(cfg.llm.image_positions)
         self.num_image_tokens = num_output_tokens(cfg.projector, vision.num_patches)
+        self.tiled = self.image_transform.tiling is not None  # anyres: tokens per image vary with its grid
+        if self.tiled and not hasattr(projector, SEPARATOR):
+            add_separator(projector, llm.get_input_embeddings().weight.shape[1])
         # the patch grid of the image tokens (None for resamplers: their tokens have no 2-D layout)
-        self.image_grid = vision.grid if self.num_image_tokens == vision.num_patches else None
+        self.image_grid = vision.grid if self.num_image_tokens == vision.num_patches and not self.tiled else None
         enable_positions(llm, self.image_positions)
         if hasattr(projector, "set_context"):  # gated-xattn: no image tokens, cross-attention inside the LM
             projector.attach(llm)
@@ -100,10 +106,30 @@ class VLM(nn.Module):
     # ------------------------------------------------------------------------------------------ merging
     def embed_images(self, pixels: Pixels) -> torch.Tensor:
         """Image tokens ``(B, T, D_lm)`` of a pixel batch (a bf16 frozen tower's features are cast to the
-        projector's dtype; under autocast that is a no-op)."""
+        projector's dtype; under autocast that is a no-op); ``anyres``: each image's tokens, then zeros."""
+        return self.image_tokens(pixels)[0]
+
+    def image_tokens(self, pixels: Pixels) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``embed_images`` and, for ``anyres``, each image's token count (else None: every image has ``T``)."""
+        if self.tiled:
+            return self._embed_tiles(pixels)
         feats = self.vision(pixels)
         weight = next(self.projector.parameters(), None)
-        return self.projector(feats if weight is None else feats.to(weight.dtype))
+        return self.projector(feats if weight is None else feats.to(weight.dtype)), None
+
+    def _embed_tiles(self, pixels: Pixels) -> tuple[torch.Tensor, torch.Tensor]:
+        """``anyres``: the images' real tiles (``1 + C·R`` each) through the tower and projector as one batch,
+        laid out per image by ``ablate.models.tiles.arrange``."""
+        grids = pixels[GRID_KEY]
+        branches = {k: v for k, v in pixels.items() if k != GRID_KEY}
+        first = next(iter(branches.values()))
+        n_tiles = 1 + grids[:, 0] * grids[:, 1]
+        real = torch.arange(first.shape[1], device=first.device).unsqueeze(0) < n_tiles.to(first.device).unsqueeze(1)
+        tiles = {k: v[real] for k, v in branches.items()}
+        feats = self.vision(tiles if self.vision.fused else next(iter(tiles.values())))
+        weight = next(self.projector.parameters())
+        tokens = self.projector(feats.to(weight.dtype))
+        return arrange(tokens, grids, self.vision.grid)
 
     def merge(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None,
               pixels: Pixels | None, has_image: torch.Tensor | None
@@ -120,32 +146,39 @@ class VLM(nn.Module):
                 # an all-text training batch still passes one (blank) image through the image path with weight
                 # 0 (LLaVA's dummy-image trick): a projector-only stage gets a zero gradient instead of a loss
                 # without grad_fn, and every FSDP rank's backward covers the same parameters
-                text = text + 0.0 * self.embed_images(_select_rows(pixels, torch.zeros(1, dtype=torch.long, device=text.device))).sum()
+                blank = self.embed_images(_select_rows(pixels, torch.zeros(1, dtype=torch.long, device=text.device)))
+                text = text + 0.0 * blank.sum()
             image_index = torch.full_like(input_ids, -1)
             return text, attention_mask, labels, merged_positions(attention_mask, image_index, None, "1d")
         has_image = has_image.to(text.device).bool()
-        feats = self.embed_images(_select_rows(pixels, has_image.nonzero().squeeze(1)))
+        feats, lengths = self.image_tokens(_select_rows(pixels, has_image.nonzero().squeeze(1)))
         T = feats.shape[1]
         images = text.new_zeros(B, T, text.shape[-1])
         images[has_image] = feats.to(text.dtype)
+        n = torch.zeros(B, dtype=torch.long, device=text.device)  # image tokens per row (0: text-only)
+        n[has_image] = T if lengths is None else lengths.to(text.device)
         first = attention_mask.long().argmax(dim=1)
-        # text-only rows get masked filler slots where they do not separate a row's last token from what
-        # follows it: at the start when the row ends attended (left padding, generation), else at the end
-        filler_at = torch.where(attention_mask[:, -1].bool(), torch.zeros_like(first), torch.full_like(first, L))
-        insert_at = torch.where(has_image, first + 1, filler_at)
+        # each row holds its n image tokens after its BOS and T - n masked filler slots where they do not
+        # separate a row's last token from what follows it: at the start when the row ends attended (left
+        # padding, generation), else at the end
+        fill_first = attention_mask[:, -1].bool()
+        offset = torch.where(fill_first, T - n, torch.zeros_like(n)).unsqueeze(1)
+        insert_at = (first + 1).unsqueeze(1)
         j = torch.arange(L + T, device=text.device).unsqueeze(0)
-        rel = j - insert_at.unsqueeze(1)
-        in_image = (rel >= 0) & (rel < T)
-        text_src = torch.where(j < insert_at.unsqueeze(1), j, j - T).clamp(0, L - 1)
+        k = j - offset  # the position within the row without its filler: text, image, text
+        in_fill = (k < 0) | (k >= L + n.unsqueeze(1))
+        rel = k - insert_at
+        in_image = ~in_fill & (rel >= 0) & (rel < n.unsqueeze(1))
+        text_src = torch.where(k < insert_at, k, k - n.unsqueeze(1)).clamp(0, L - 1)
         d = text.shape[-1]
         merged = torch.where(in_image.unsqueeze(-1),
                              images.gather(1, rel.clamp(0, T - 1).unsqueeze(-1).expand(-1, -1, d)),
                              text.gather(1, text_src.unsqueeze(-1).expand(-1, -1, d)))
-        attn = torch.where(in_image, has_image.unsqueeze(1), attention_mask.gather(1, text_src).bool())
+        attn = torch.where(in_fill, False, in_image | attention_mask.gather(1, text_src).bool())
         attn = attn.to(attention_mask.dtype)
         if labels is not None:
-            labels = torch.where(in_image, IGNORE_INDEX, labels.gather(1, text_src))
-        image_index = torch.where(in_image & has_image.unsqueeze(1), rel, -1)
+            labels = torch.where(in_image | in_fill, IGNORE_INDEX, labels.gather(1, text_src))
+        image_index = torch.where(in_image, rel, -1)
         positions = merged_positions(attn, image_index, self.image_grid, self.image_positions)
         return merged, attn, labels, positions
 

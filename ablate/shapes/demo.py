@@ -155,7 +155,8 @@ def summary_table(tests: Any) -> Any:
     return pd.DataFrame(rows)
 
 
-def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "local") -> int:
+def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "local",
+             study_file: str | Path = DEMO_STUDY) -> int:
     from ablate.design import expand, load_study
     from ablate.launch import submit_study
     from ablate.report import write_report
@@ -167,7 +168,7 @@ def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "loca
     overrides = demo_overrides(out, size)
     if launcher != "local":
         overrides = [o for o in overrides if not o.startswith("launcher=")] + [f"launcher={launcher}"]
-    study = load_study(DEMO_STUDY)
+    study = load_study(study_file)
     if SIZES[size]["seeds"]:
         study.seeds = study.seeds[: SIZES[size]["seeds"]]
     points = start_from_pretrained(expand(study, overrides), pretrained_dir(out, size))
@@ -216,4 +217,4 @@ def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "loca
 
 
 def cli_demo(args: argparse.Namespace) -> int:
-    return run_demo(args.size, args.out, args.launcher)
+    return run_demo(args.size, args.out, args.launcher, getattr(args, "study", None) or DEMO_STUDY)

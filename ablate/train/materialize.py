@@ -174,6 +174,10 @@ def _broadcast_initial(cfg: Any, model: nn.Module, info: DistInfo, build_model: 
             from ablate.models.vlm import meta_llm
 
             proj.attach(meta_llm(cfg.llm))
+        if getattr(model, "tiled", False):  # anyres: the row separator lives in the projector (VLM.__init__)
+            from ablate.models.tiles import add_separator
+
+            add_separator(proj, model.llm.get_input_embeddings().weight.shape[1])
         return proj
 
     loaded |= _broadcast_part(model, "projector", projector, info)

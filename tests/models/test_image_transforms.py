@@ -20,8 +20,8 @@ def test_mean_colours_match_prismatic():
 
 
 def test_registry_lists_image_ids():
-    assert IMAGE_TRANSFORMS.names() == ["letterbox", "resize-naive", "resize-crop"]
-    with pytest.raises(ConfigError, match=r"^image: invalid value 'crop'; allowed: letterbox, resize-naive, resize-crop$"):
+    assert IMAGE_TRANSFORMS.names() == ["letterbox", "resize-naive", "resize-crop", "anyres"]
+    with pytest.raises(ConfigError, match=r"^image: invalid value 'crop'; allowed: letterbox, resize-naive, resize-crop, anyres$"):
         build_image_transform("crop", tiny_cfg().vision)
 
 

@@ -1,5 +1,6 @@
-"""Every level beyond Prismatic (the multimodal position encodings, the gated-xattn bridge) trains through
-FSDP2 on 2 gloo ranks and generates from the saved model (tiny VLM, shapes world, two steps each)."""
+"""Every level beyond Prismatic (the multimodal position encodings, the gated-xattn bridge, anyres tiling)
+trains through FSDP2 on 2 gloo ranks and generates from the saved model (tiny VLM, shapes world, two steps
+each)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from ablate.train.loop import read_train_log, train
 LEVELS = ("m-rope", "mrope-interleave", "rope-tie", "rope-tv")
 POINTS = {**{level: [f"llm.image_positions={level}"] for level in LEVELS},
           "gated-xattn": ["projector=gated-xattn", "projector.xattn_every=1", "projector.heads=2",
-                          "train.activation_checkpointing=true"]}  # the blocks run inside checkpointed layers
+                          "train.activation_checkpointing=true"],  # the blocks run inside checkpointed layers
+          "anyres": ["image=anyres-small"]}  # wide, tall and square scenes: 1 or 2 tiles, a batch of mixed grids
 
 
 def _rank(rank: int, world: int, port: int, root: str, out: str) -> None:
@@ -49,8 +51,14 @@ def test_beyond_levels_train_on_two_gloo_ranks_and_generate(shapes_root: str, tm
         if name in LEVELS:
             assert model.image_positions == name
             assert isinstance(model.llm.get_decoder().rotary_emb, SectionedRotary)
-        else:  # the bridge: its gates left 0 by training (the projector, holding the blocks, is trained)
+        elif name == "gated-xattn":  # the bridge: its gates left 0 by training (the projector, holding them, is)
             gates = torch.cat([b.attn_gate for b in model.bridge.blocks.values()])
             assert bool((gates != 0).all()), gates
+        else:  # anyres: the row separator is saved with the projector; a batch of two grids decodes as each alone
+            assert model.tiled and model.projector.row_separator.shape == (64,)
+            wide = Image.new("RGB", (192, 108), (220, 20, 20))
+            both = model.generate_ids([wide, image], ["Colour?", "What colour is the shape?"], max_new_tokens=3)
+            assert both == [*model.generate_ids([wide], ["Colour?"], max_new_tokens=3),
+                            *model.generate_ids([image], ["What colour is the shape?"], max_new_tokens=3)]
         ids = model.generate_ids([image, None], ["What colour is the shape?", "Colour?"], max_new_tokens=3)
         assert len(ids) == 2 and all(len(r) <= 3 for r in ids) and any(ids), name
