@@ -212,13 +212,18 @@ class DesignPoint:
 
     @classmethod
     def build(cls, name: str, overrides: Sequence[str], seed: int, scalar_axes: Iterable[str] = ()) -> DesignPoint:
+        ovs = (*overrides, f"{SEED_KEY}={seed}")
+        return cls.from_config(compose(ovs), name, ovs, scalar_axes)
+
+    @classmethod
+    def from_config(cls, cfg: Any, name: str, overrides: Sequence[str] = (),
+                    scalar_axes: Iterable[str] = ()) -> DesignPoint:
+        """The point of an already composed, validated config (``ablate train``, the Hydra app, studies)."""
         from omegaconf import OmegaConf
 
-        ovs = (*overrides, f"{SEED_KEY}={seed}")
-        cfg = compose(ovs)
         plain = OmegaConf.to_container(cfg, resolve=True)  # once for both keys
-        return cls(name=name, axes=axis_levels(cfg, scalar_axes), seed=seed, overrides=tuple(ovs), config=cfg,
-                   run_key=run_key(plain), design_key=design_key(plain))
+        return cls(name=name, axes=axis_levels(cfg, scalar_axes), seed=int(cfg.train.seed),
+                   overrides=tuple(overrides), config=cfg, run_key=run_key(plain), design_key=design_key(plain))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "run_key": self.run_key, "design_key": self.design_key, "seed": self.seed,
