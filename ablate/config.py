@@ -343,11 +343,6 @@ def dist_timeout_s(cfg: Any) -> float:
     return float(DIST_TIMEOUT_S if value is None else value)
 
 
-def feature_width(cfg: Any) -> int:
-    """Channel width D of the (fused) vision features: the sum of the branches' widths."""
-    return int(sum(b.width for b in cfg.vision.backbones))
-
-
 def validate(cfg: Any) -> None:
     """Check values and cross-axis combinations of a composed config; raise ConfigError (one line)."""
     v = cfg.vision

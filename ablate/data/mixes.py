@@ -5,14 +5,12 @@
 under ``cfg.data.root``.  All missing files are reported in ONE error.  ``cotraining: false`` drops the
 language-only examples (counted).  When ``cfg.data.synthetic`` is set and the root has no data yet, the
 shapes world is generated there first (deterministic for its size and seed).  ``build_dataset`` wraps the
-records into a tokenizing ``LlavaDataset``; ``steps_for`` turns (dataset size, global batch, epochs) into
-a step budget, so fractional epochs (1.25, 1.5) are max-step budgets as in Prismatic.
+records into a tokenizing ``LlavaDataset`` (step budgets: ``ablate.train.loop.budget``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -145,13 +143,3 @@ def build_dataset(cfg: Any, stage_data: str, tokenizer: Any, prompt_format: Any,
     return LlavaDataset(mix.records, tokenizer, prompt_format, image_transform, max_length=cfg.llm.max_length,
                         on_bad_example=cfg.data.on_bad_example, stats=mix.stats, align=stage_data == "align",
                         max_image_pixels=cfg.data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
-
-
-def steps_for(n_examples: int, global_batch: int, epochs: float, *, max_steps: int | None = None) -> int:
-    """Optimizer steps for ``epochs`` passes over ``n_examples`` at ``global_batch`` (at least 1).  A
-    fractional epoch count is a step budget: ``ceil(epochs * ceil(n / global_batch))``."""
-    if n_examples <= 0 or global_batch <= 0 or epochs <= 0:
-        raise ValueError(f"steps_for: expected positive n_examples, global_batch and epochs, got "
-                         f"{n_examples}, {global_batch}, {epochs}")
-    steps = max(1, math.ceil(epochs * math.ceil(n_examples / global_batch) - 1e-9))
-    return min(steps, max_steps) if max_steps else steps

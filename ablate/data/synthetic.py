@@ -65,8 +65,6 @@ TF_PROMPT = 'Based on the image, is this statement "True" or "False"? {}\nRespon
 CAPTION_PROMPTS = ("Describe the image briefly.", "Give a short description of the picture.",
                    "What is in this image? Answer in one sentence.")
 RELATIONS = ("left of", "right of", "above", "below")
-BENCHMARKS = ("vqav2", "gqa", "vizwiz", "textvqa", "pope", "refcoco", "refcoco-plus", "refcocog", "ocid-ref",
-              "vsr", "tallyqa", "ai2d")
 
 
 # ------------------------------------------------------------------------------------------------ scene
