@@ -100,6 +100,28 @@ def _is_group_override(ov: str) -> bool:
     return ov[:1] in "+~" or key.split("@")[0] in ALL_GROUPS or key.startswith("hydra")
 
 
+def apply_values(cfg: Any, values: Sequence[str]) -> Any:
+    """Set value overrides (``a.b=v``, Hydra's grammar) on ``cfg`` in place: the one override path of
+    ``compose`` and of ``ablate eval`` (on a run's saved config)."""
+    import copy
+
+    from omegaconf import OmegaConf
+
+    for ov in map(_parsed, values):
+        if ov.is_sweep_override():
+            raise ConfigError(f"{ov.key_or_group}: invalid value {ov.input_line!r}; expected one value, "
+                              "not a sweep (sweeps belong in a study's axes)")
+        value = copy.deepcopy(ov.value())  # the parsed override is cached: never share its containers
+        # containers merge into their typed nodes (a list of dicts becomes a list of DataSource, ...)
+        OmegaConf.update(cfg, ov.key_or_group, value, merge=isinstance(value, dict | list))
+    return cfg
+
+
+def with_launcher(overrides: Sequence[str], launcher: str | None) -> list[str]:
+    """The overrides of ``ablate sweep [--launcher L]``: ``--launcher`` is the ``launcher=L`` group choice."""
+    return list(overrides) + ([f"launcher={launcher}"] if launcher else [])
+
+
 def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     """Compose conf/config.yaml with Hydra overrides into a resolved DictConfig; validate it.
 
@@ -107,7 +129,6 @@ def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     (``train.seed=3``) are parsed with Hydra's override grammar and set on a copy of the typed config, so
     expanding a 1,000-point study composes each group combination once.
     """
-    import copy
 
     from omegaconf import OmegaConf
 
@@ -116,14 +137,7 @@ def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     groups = tuple(o for o in overrides if _is_group_override(o))
     values = [o for o in overrides if not _is_group_override(o)]
     try:
-        cfg = pickle.loads(_base_bytes(groups))
-        for ov in map(_parsed, values):
-            if ov.is_sweep_override():
-                raise ConfigError(f"{ov.key_or_group}: invalid value {ov.input_line!r}; expected one value, "
-                                  "not a sweep (sweeps belong in a study's axes)")
-            value = copy.deepcopy(ov.value())  # the parsed override is cached: never share its containers
-            # containers merge into their typed nodes (a list of dicts becomes a list of DataSource, ...)
-            OmegaConf.update(cfg, ov.key_or_group, value, merge=isinstance(value, dict | list))
+        cfg = apply_values(pickle.loads(_base_bytes(groups)), values)
         OmegaConf.resolve(cfg)
     except ConfigError:
         raise

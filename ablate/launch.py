@@ -325,9 +325,9 @@ def wait_for(jobs: Sequence[submitit.Job], *, poll_s: float = 2.0) -> None:
 # -------------------------------------------------------------------------------------------------- CLI
 def cli_sweep(args: argparse.Namespace) -> int:
     """``ablate sweep``: validate all points of all studies, then submit one array per study."""
-    from ablate.design import expand, load_studies
+    from ablate.design import expand, load_studies, with_launcher
 
-    overrides = list(args.overrides) + ([f"launcher={args.launcher}"] if args.launcher else [])
+    overrides = with_launcher(args.overrides, args.launcher)
     expanded = []
     for study in load_studies(args.study):  # every point of every study validated before any submit
         points = expand(study, overrides)

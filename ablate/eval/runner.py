@@ -189,10 +189,12 @@ def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
 
 # ------------------------------------------------------------------------------------------------- CLI
 def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
-    """``eval=<option>`` swaps in conf/eval/<option>.yaml; ``a.b=v`` sets a value (OmegaConf dotlist)."""
+    """``eval=<option>`` swaps in conf/eval/<option>.yaml; ``a.b=v`` sets a value (``design.apply_values``,
+    the same override path as ``compose``)."""
     from omegaconf import OmegaConf
 
     from ablate.config import CONF_DIR, ConfigError
+    from ablate.design import apply_values
 
     dotlist = []
     for ov in overrides:
@@ -207,7 +209,12 @@ def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
             cfg.eval = OmegaConf.merge(cfg.eval, OmegaConf.load(path))
         else:
             dotlist.append(ov)
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist)) if dotlist else cfg
+    try:
+        return apply_values(cfg, dotlist)
+    except ConfigError:
+        raise
+    except Exception as exc:  # OmegaConf / grammar errors: one line naming the overrides
+        raise ConfigError(f"overrides {dotlist}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def resolve_target(target: Path) -> tuple[Path, Path, Path | None]:
