@@ -106,14 +106,15 @@ def test_evaluate_writes_per_benchmark_progress(tiny, tmp_path, monkeypatch, ben
 
     monkeypatch.setattr(rundir, "write_progress", record)
     monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)  # every batch
-    evaluate(model, cfg, tmp_path, benchmarks=JOIN_BENCHMARKS)
+    one = OmegaConf.merge(cfg, {"eval": {"batch_size": 1}})
+    evaluate(model, one, tmp_path, benchmarks=JOIN_BENCHMARKS)
     for index, bench in enumerate(JOIN_BENCHMARKS):
         mine = [p for p in seen if p["stage"] == bench]
         n = len(expected[bench])
         assert {(p["phase"], p["benchmark"], p["index"], p["benchmarks"], p["total"]) for p in mine} == \
             {("eval", bench, index, 3, n)}
         steps = [p["step"] for p in mine]
-        assert steps[0] == 0 and steps[-1] == n and steps == sorted(steps) and len(set(steps)) > 2
+        assert steps == [0, *range(1, n + 1), n]  # start, after each batch of one, end
     final = rundir.read_progress(tmp_path)
     assert (final["stage"], final["step"]) == ("pope", len(expected["pope"]))
     assert rundir.progress_line(tmp_path) == f"eval pope {len(expected['pope'])}/{len(expected['pope'])} (3/3 benchmarks)"
