@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import shutil
 import struct
 import zlib
@@ -39,8 +40,8 @@ from ablate.data.untrusted import (
 from ablate.eval.benchmarks.base import BenchmarkFormatError
 from ablate.eval.benchmarks.closed_set import POPE
 from ablate.eval.benchmarks.grounding import RefCOCO
-from ablate.models.llm import synthetic_tokenizer
 from ablate.models.prompts import get_prompt_format
+from ablate.shapes.tokenizer import shapes_tokenizer
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -184,7 +185,8 @@ def test_benchmark_image_path_escape_is_refused(copy: Path, capsys) -> None:
                                                    r"contains '\.\.'; expected a path inside"):
         POPE(copy / "eval").load()
     assert cli_check(Namespace(root=str(copy))) == 1
-    assert f"{pope}: line 0: image path" in capsys.readouterr().out
+    out = capsys.readouterr().out  # data check prints the loader's own message
+    assert re.search(r"pope example random-\d+: image path .*: contains '\.\.'; expected a path inside", out)
 
 
 # ----------------------------------------------------------------------------------------------- images
@@ -207,7 +209,7 @@ def test_pixel_bomb_is_a_named_skip_or_fail(tmp_path: Path) -> None:
     bomb = huge_png(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 100
     Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
-    tok = synthetic_tokenizer()
+    tok = shapes_tokenizer()
     conv = (("user", "<image>\nWhat?"), ("assistant", "red"))
     records = [Record("ok", tmp_path / "ok.png", conv, "t", 0), Record("bomb", bomb, conv, "t", 1)]
     stats = DataStats()
@@ -239,7 +241,7 @@ def test_max_image_pixels_is_validated_and_not_part_of_the_run_key(compose_tiny)
 def test_data_check_reports_bomb_truncated_and_empty_benchmark(copy: Path, capsys) -> None:
     train_img = copy / "images" / json.loads((copy / "align.json").read_text())[0]["image"]
     huge_png(train_img)
-    pope_img = sorted((copy / "eval/pope/val2014").iterdir())[0]
+    pope_img = sorted((copy / "eval/vsr/images").iterdir())[0]  # (POPE itself is rejected below: empty file)
     data = pope_img.read_bytes()
     pope_img.write_bytes(data[: len(data) // 2])  # truncated: Image.verify() alone passes it
     with Image.open(pope_img) as im:
@@ -253,7 +255,7 @@ def test_data_check_reports_bomb_truncated_and_empty_benchmark(copy: Path, capsy
            "400000000 pixels; expected at most data.max_image_pixels=40000000" in text
     assert f"image {pope_img} corrupt (OSError: image file is truncated" in text
     assert f"{empty}: no lines; expected at least one" in text
-    with pytest.raises(BenchmarkFormatError, match="benchmark pope: no examples; expected at least one"):
+    with pytest.raises(BenchmarkFormatError, match="coco_pope_adversarial.json: no lines; expected at least one"):
         (copy / "eval/pope/coco/coco_pope_adversarial.json").write_text("")
         (copy / "eval/pope/coco/coco_pope_random.json").write_text("")
         POPE(copy / "eval").load()
