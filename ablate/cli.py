@@ -146,9 +146,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from ablate.design import expand, load_studies
+    from ablate.design import expand, load_studies, with_launcher
 
-    overrides = list(args.overrides) + ([f"launcher={args.launcher}"] if args.launcher else [])
+    overrides = with_launcher(args.overrides, args.launcher)
     seen: dict[str, str] = {}
     total = 0
     for study in load_studies(args.study):

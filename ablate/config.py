@@ -347,11 +347,6 @@ def dist_timeout_s(cfg: Any) -> float:
     return float(DIST_TIMEOUT_S if value is None else value)
 
 
-def feature_width(cfg: Any) -> int:
-    """Channel width D of the (fused) vision features: the sum of the branches' widths."""
-    return int(sum(b.width for b in cfg.vision.backbones))
-
-
 def parse_grids(grids: Sequence[str], where: str = "image.grids") -> list[tuple[int, int]]:
     """``["2x1", ...]`` -> ``[(2, 1), ...]`` (columns, rows); a one-line error for anything else."""
     out = []

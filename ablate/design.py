@@ -121,6 +121,28 @@ def _is_group_override(ov: str) -> bool:
     return ov[:1] in "+~" or key.split("@")[0] in ALL_GROUPS or key.startswith("hydra")
 
 
+def apply_values(cfg: Any, values: Sequence[str]) -> Any:
+    """Set value overrides (``a.b=v``, Hydra's grammar) on ``cfg`` in place: the one override path of
+    ``compose`` and of ``ablate eval`` (on a run's saved config)."""
+    import copy
+
+    from omegaconf import OmegaConf
+
+    for ov in map(_parsed, values):
+        if ov.is_sweep_override():
+            raise ConfigError(f"{ov.key_or_group}: invalid value {ov.input_line!r}; expected one value, "
+                              "not a sweep (sweeps belong in a study's axes)")
+        value = copy.deepcopy(ov.value())  # the parsed override is cached: never share its containers
+        # containers merge into their typed nodes (a list of dicts becomes a list of DataSource, ...)
+        OmegaConf.update(cfg, ov.key_or_group, value, merge=isinstance(value, dict | list))
+    return cfg
+
+
+def with_launcher(overrides: Sequence[str], launcher: str | None) -> list[str]:
+    """The overrides of ``ablate sweep [--launcher L]``: ``--launcher`` is the ``launcher=L`` group choice."""
+    return list(overrides) + ([f"launcher={launcher}"] if launcher else [])
+
+
 def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     """Compose conf/config.yaml with Hydra overrides into a resolved DictConfig; validate it.
 
@@ -128,7 +150,6 @@ def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     (``train.seed=3``) are parsed with Hydra's override grammar and set on a copy of the typed config, so
     expanding a 1,000-point study composes each group combination once.
     """
-    import copy
 
     from omegaconf import OmegaConf
 
@@ -138,14 +159,7 @@ def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     groups = (*searchpath_override(), *(o for o in overrides if _is_group_override(o)))
     values = [o for o in overrides if not _is_group_override(o)]
     try:
-        cfg = pickle.loads(_base_bytes(groups))
-        for ov in map(_parsed, values):
-            if ov.is_sweep_override():
-                raise ConfigError(f"{ov.key_or_group}: invalid value {ov.input_line!r}; expected one value, "
-                                  "not a sweep (sweeps belong in a study's axes)")
-            value = copy.deepcopy(ov.value())  # the parsed override is cached: never share its containers
-            # containers merge into their typed nodes (a list of dicts becomes a list of DataSource, ...)
-            OmegaConf.update(cfg, ov.key_or_group, value, merge=isinstance(value, dict | list))
+        cfg = apply_values(pickle.loads(_base_bytes(groups)), values)
         OmegaConf.resolve(cfg)
     except ConfigError:
         raise
@@ -239,13 +253,18 @@ class DesignPoint:
 
     @classmethod
     def build(cls, name: str, overrides: Sequence[str], seed: int, scalar_axes: Iterable[str] = ()) -> DesignPoint:
+        ovs = (*overrides, f"{SEED_KEY}={seed}")
+        return cls.from_config(compose(ovs), name, ovs, scalar_axes)
+
+    @classmethod
+    def from_config(cls, cfg: Any, name: str, overrides: Sequence[str] = (),
+                    scalar_axes: Iterable[str] = ()) -> DesignPoint:
+        """The point of an already composed, validated config (``ablate train``, the Hydra app, studies)."""
         from omegaconf import OmegaConf
 
-        ovs = (*overrides, f"{SEED_KEY}={seed}")
-        cfg = compose(ovs)
         plain = OmegaConf.to_container(cfg, resolve=True)  # once for both keys
-        return cls(name=name, axes=axis_levels(cfg, scalar_axes), seed=seed, overrides=tuple(ovs), config=cfg,
-                   run_key=run_key(plain), design_key=design_key(plain))
+        return cls(name=name, axes=axis_levels(cfg, scalar_axes), seed=int(cfg.train.seed),
+                   overrides=tuple(overrides), config=cfg, run_key=run_key(plain), design_key=design_key(plain))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "run_key": self.run_key, "design_key": self.design_key, "seed": self.seed,

@@ -19,14 +19,13 @@ process per job on this machine; they outlive ``ablate sweep``), ``debug`` (Debu
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import shlex
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,22 +35,12 @@ import submitit
 from submitit.helpers import Checkpointable
 
 from ablate.config import ConfigError, check_launcher_strings
-from ablate.job import DONE, write_atomic
+from ablate.job import DEFAULT_BODY, resolve_body
 from ablate.run_states import ACTIVE, STATES, RunState, run_states
-
-DEFAULT_BODY = "ablate.job:run_point"
+from ablate.rundir import DONE, run_dir_of, write_atomic
 
 
 # ------------------------------------------------------------------------------------------------- jobs
-def resolve_body(spec: str) -> Callable[[dict], str]:
-    """``module:function`` -> the function (job bodies are named by string so jobs unpickle anywhere)."""
-    module, _, func = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"job body {spec!r}: cannot import ({exc}); expected module:function") from None
-
-
 class PointJob(Checkpointable):
     """The submitted callable: runs the job body on one point; requeued (same point) on preemption/timeout.
 
@@ -251,7 +240,7 @@ def submit_study(study: Any, points: Sequence[Any], studies_dir: str | Path, *,
                  body: str = DEFAULT_BODY, cwd: str | None = None) -> Submission:
     """Submit the study's runs that are neither DONE nor active as one array; update its manifest."""
     from ablate.design import manifest as design_manifest
-    from ablate.job import point_payload, run_dir_of
+    from ablate.job import point_payload
 
     cwd = cwd or os.getcwd()
     launcher = validate_launcher(points, str(study.path))
@@ -332,9 +321,9 @@ def wait_for(jobs: Sequence[submitit.Job], *, poll_s: float = 2.0) -> None:
 # -------------------------------------------------------------------------------------------------- CLI
 def cli_sweep(args: argparse.Namespace) -> int:
     """``ablate sweep``: validate all points of all studies, then submit one array per study."""
-    from ablate.design import expand, load_studies
+    from ablate.design import expand, load_studies, with_launcher
 
-    overrides = list(args.overrides) + ([f"launcher={args.launcher}"] if args.launcher else [])
+    overrides = with_launcher(args.overrides, args.launcher)
     expanded = []
     for study in load_studies(args.study):  # every point of every study validated before any submit
         points = expand(study, overrides)
@@ -386,7 +375,8 @@ def _print_status(study: str, studies_dir: str | Path) -> int:
     for s in states:
         job = f"job {s.job_id}" if s.job_id else ""
         detail = f" [{s.detail}]" if s.detail and s.state != "done" else ""
-        print(f"  {s.run_key}  {s.name.ljust(width)}  {s.state:<13} {job}{detail}")
+        progress = f"  {s.progress}" if s.progress else ""
+        print(f"  {s.run_key}  {s.name.ljust(width)}  {s.state:<13} {job}{detail}{progress}")
         if s.error:
             print(f"    stderr ({s.stderr}):")
             for line in s.error:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from ablate import rundir
 from ablate.config import ConfigError
 from ablate.eval.reference import REFERENCE_PREFIX, REFERENCES_FILE
 
@@ -39,8 +40,8 @@ def reference_dirs(study_dir: Path) -> list[tuple[str, Path]]:
         if not isinstance(ref, dict) or not isinstance(ref.get("name"), str) or not isinstance(ref.get("run_dir"), str):
             raise ConfigError(f"{path}: references[{i}]: expected an object with 'name' and 'run_dir' strings")
         run_dir = Path(ref["run_dir"])
-        if not (run_dir / "results.json").is_file():
-            raise ConfigError(f"{path}: references[{i}] ({ref['name']}): {run_dir / 'results.json'} not found; "
+        if not (run_dir / rundir.RESULTS).is_file():
+            raise ConfigError(f"{path}: references[{i}] ({ref['name']}): {run_dir / rundir.RESULTS} not found; "
                               "expected a directory written by `ablate score`")
         out.append((ref["name"], run_dir))
     return out
@@ -48,7 +49,7 @@ def reference_dirs(study_dir: Path) -> list[tuple[str, Path]]:
 
 def source_files(study_dir: Path) -> dict[str, list[int]]:
     """mtime/size of references.json and every reference's results.json (for collect's cache key)."""
-    files = [study_dir / REFERENCES_FILE] + [d / "results.json" for _, d in reference_dirs(study_dir)]
+    files = [study_dir / REFERENCES_FILE] + [d / rundir.RESULTS for _, d in reference_dirs(study_dir)]
     return {str(f): [f.stat().st_mtime_ns, f.stat().st_size] for f in files if f.is_file()}
 
 

@@ -14,6 +14,7 @@ import html
 import logging
 import re
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,9 @@ def _per_seed_scores(scores: pd.DataFrame, pairs: list[tuple[str, str, int]]) ->
     return pd.DataFrame(rows), seed_pairs
 
 
-POOLED = "pooled"  # the `scope` of per-example tests over every run pair (seeds) of a comparison at once
+# The `scope` column of the tests table: a test over benchmark scores, a per-example test over every run pair
+# (seeds) of a comparison at once, or a per-example test of one run pair.
+BENCHMARKS_SCOPE, POOLED, PAIR = "benchmarks", "pooled", "pair"
 
 
 def pool_pairs(examples: pd.DataFrame, comparisons: list[dict[str, Any]]
@@ -102,6 +105,19 @@ def _pairs_have(pairs: list[tuple[str, str]], bench: str, have: set[tuple[str, s
     return not lacking
 
 
+def _scoped(results: list[stats.TestResult], scope: str) -> list[stats.TestResult]:
+    for res in results:
+        res.extras["scope"] = scope
+    return results
+
+
+def _level(comparison: str, axis: str | None) -> str:
+    """The levels a comparison sets against each other: ``a vs b`` of a generated ``<axis>: a vs b``, else
+    the comparison's own name."""
+    head, sep, levels = comparison.partition(": ")
+    return levels if sep and head == axis else comparison
+
+
 def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resamples: int = 2000,
             alpha: float = ALPHA, example_methods: tuple[str, ...] = EXAMPLE_METHODS,
             omitted: list[dict[str, str]] | None = None) -> pd.DataFrame:
@@ -144,7 +160,7 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
         found.append(stats.mixed_effects(wide, run_pairs, benchmarks, comparison=name, alpha=alpha,
                                          base_effect=len(comp["point_pairs"]) > 1))
         for res in found:
-            res.extras.update(extras)
+            res.extras.update(extras, scope=BENCHMARKS_SCOPE)
         out += found
         per_example_pairs += [(name, a, b) for a, b in run_pairs]
     left += [{"comparison": c["name"], "benchmark": "", "test": "all",
@@ -159,17 +175,18 @@ def analyse(results: Results, *, correction: str = "holm", seed: int = 0, n_resa
         # the rest of the report
         pooled_ok = [p for p in pooled_pairs if _pairs_have(by_comp[p[0]], bench, have, left, p[0], "pooled")]
         if pooled_ok:
-            out += stats.paired_tests(pooled_examples, pooled_ok, [bench], example_methods,
-                                      seed=seed, n_resamples=n_resamples, alpha=alpha)
+            out += _scoped(stats.paired_tests(pooled_examples, pooled_ok, [bench], example_methods,
+                                              seed=seed, n_resamples=n_resamples, alpha=alpha), POOLED)
         pairs_ok = [p for p in per_example_pairs if _pairs_have([p[1:]], bench, have, left, p[0], "per pair")]
         if pairs_ok:
-            out += stats.paired_tests(results.examples, pairs_ok, [bench], example_methods,
-                                      seed=seed, n_resamples=n_resamples, alpha=alpha)
+            out += _scoped(stats.paired_tests(results.examples, pairs_ok, [bench], example_methods,
+                                              seed=seed, n_resamples=n_resamples, alpha=alpha), PAIR)
     frame = stats.results_frame(out)
     if frame.empty:
         return frame
     meta = {c["name"]: (c["axis"], c["paper_p"]) for c in comparison_pairs(results)}
     frame["axis"] = frame["comparison"].map(lambda n: meta[n][0])
+    frame["level"] = [_level(n, meta[n][0]) for n in frame["comparison"]]
     frame["paper_p"] = np.where(frame["method"] == "prismatic-t",
                                 frame["comparison"].map(lambda n: meta[n][1]).astype(float), np.nan)
     frame["family"] = frame["method"].map(family)
@@ -371,9 +388,18 @@ table.t td,table.t th{border:1px solid #ccc;padding:3px 6px;text-align:right}tab
 .flag{background:#fff3cd;padding:8px;border-left:4px solid #e0a800}img{max-width:100%;margin:8px 0}"""
 
 
+@dataclass
+class Report:
+    """What ``write_report`` wrote (``paths``: name -> file) and its tests table (``analyse``'s frame, with
+    the ``scope``, ``axis`` and ``level`` columns callers select rows by)."""
+
+    paths: dict[str, Path]
+    tests: pd.DataFrame
+
+
 def write_report(results: Results, out: str | Path, *, correction: str = "holm", seed: int = 0,
-                 n_resamples: int = 2000) -> dict[str, Path]:
-    """Write CSVs, PNGs, report.html and report.md for a collected study; returns the written paths."""
+                 n_resamples: int = 2000) -> Report:
+    """Write CSVs, PNGs, report.html and report.md for a collected study; return them and the tests table."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     study = results.manifest.get("study", "study")
@@ -451,7 +477,7 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
     for p in images:
         paths[p.stem] = p
     log.info("report %s: %d tests, %d flagged -> %s", study, len(tests), len(flagged), out)
-    return paths
+    return Report(paths, tests)
 
 
 def load_for_report(study: str, studies_dir: str | Path = "studies") -> Results:
@@ -465,7 +491,7 @@ def cli_report(args: Any) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = load_for_report(args.study, args.studies_dir)
     check_benchmark_versions(results, getattr(args, "allow_mixed_benchmarks", False))
-    paths = write_report(results, args.out, correction=args.correction)
+    paths = write_report(results, args.out, correction=args.correction).paths
     left = pd.read_csv(paths["omitted"])
     for row in left.itertuples():
         bench = f" on {row.benchmark}" if isinstance(row.benchmark, str) and row.benchmark else ""

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from ablate import rundir
 from ablate.config import ConfigError
 from ablate.eval.fingerprint import read_fingerprints, refuse_mixed
 
@@ -176,11 +177,11 @@ def read_examples(path: Path, run_key: str, benchmark: str) -> pd.DataFrame:
 
 def read_run_dir(run_dir: Path) -> dict[str, Any]:
     """What a run folder holds: point.json, results.json scores/n/timings, examples, DONE."""
-    out: dict[str, Any] = {"done": (run_dir / "DONE").exists(), "point": {}, "scores": [], "timings": {},
+    out: dict[str, Any] = {"done": rundir.is_done(run_dir), "point": {}, "scores": [], "timings": {},
                            "examples": [], "fingerprints": read_fingerprints(run_dir)}
-    if (run_dir / "point.json").exists():
-        out["point"] = _read_json(run_dir / "point.json")
-    res_path = run_dir / "results.json"
+    if (run_dir / rundir.POINT).exists():
+        out["point"] = _read_json(run_dir / rundir.POINT)
+    res_path = run_dir / rundir.RESULTS
     if res_path.exists():
         res = _read_json(res_path)
         if not isinstance(res.get("scores"), dict):
@@ -194,7 +195,7 @@ def read_run_dir(run_dir: Path) -> dict[str, Any]:
             for metric, value in metrics.items():
                 out["scores"].append((bench, metric, float(value), n.get(bench), fps.get(bench)))
         out["timings"] = {k: v for k, v in (res.get("timings") or {}).items() if isinstance(v, int | float)}
-    ex_dir = run_dir / "examples"
+    ex_dir = run_dir / rundir.EXAMPLES
     if ex_dir.is_dir():
         out["examples"] = [read_examples(p, run_dir.name, p.stem) for p in sorted(ex_dir.glob("*.jsonl"))]
         for frame in out["examples"]:
@@ -236,7 +237,7 @@ def _fingerprint(manifest: dict[str, Any], runs_dir: Path, uri: str | None) -> d
     files = {}
     for p in manifest.get("points", []):
         rd = runs_dir / p["run_key"]
-        for name in ("DONE", "results.json"):
+        for name in (rundir.DONE, rundir.RESULTS):
             f = rd / name
             if f.exists():
                 st = f.stat()

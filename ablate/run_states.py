@@ -1,7 +1,8 @@
 """The state of every run of a study: DONE markers first, then SLURM accounting or local processes.
 
 ``ablate sweep`` (what to skip) and ``ablate status`` (what to show) read a study manifest's runs through
-``run_states``; it owns the mapping from scheduler states to ablate's run states.
+``run_states``; it owns the mapping from scheduler states to ablate's run states, and adds each unfinished
+run's last ``progress.json`` record (training stage/step, or the benchmark being evaluated).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 import submitit
 
-from ablate.job import DONE
+from ablate import rundir
+from ablate.rundir import DONE
 
 STATES = ("done", "running", "requeued", "pending", "failed", "not submitted")
 # SLURM job states (sacct, first word) -> run state; anything else counts as failed.
@@ -45,6 +47,7 @@ class RunState:
     detail: str = ""  # SLURM state / attempts
     stderr: str | None = None  # path of the last job's stderr
     error: list[str] | None = None  # last stderr lines (failures)
+    progress: str = ""  # the run's progress.json (``rundir.progress_line``) while it is not done
 
 
 def _tail(path: Path, n: int = STDERR_TAIL) -> list[str]:
@@ -52,11 +55,6 @@ def _tail(path: Path, n: int = STDERR_TAIL) -> list[str]:
         return [f"(no stderr file at {path})"]
     lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-n:]
-
-
-def _attempts(run_dir: Path) -> int:
-    path = run_dir / "attempts.jsonl"
-    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def _pid_alive(pid: str) -> bool:
@@ -102,9 +100,11 @@ def run_states(manifest: Mapping[str, Any]) -> list[RunState]:
             job = jobs[key]
             rs.state, rs.detail = _job_state(info["launcher"], job)
             rs.stderr = str(job.paths.stderr)
-            if rs.state in ("pending", "running") and _attempts(run_dir) > 1:
+            if rs.state in ("pending", "running") and rundir.attempts(run_dir) > 1:
                 rs.state = "requeued"
             if rs.state == "failed":
                 rs.error = _tail(job.paths.stderr)
+        if rs.state != "done" and rundir.read_progress(run_dir) is not None:
+            rs.progress = rundir.progress_line(run_dir)
         states.append(rs)
     return states

@@ -21,10 +21,11 @@ import torch
 from PIL import Image
 
 from ablate.design import compose
+from ablate.distributed import DistInfo
 from ablate.models.vlm import build_vlm
 from ablate.train.loop import build_optimizer, train_step
 from ablate.train.stages import apply, count_parameters, plan
-from ablate.train.strategy import DistInfo, parallelize
+from ablate.train.strategy import parallelize
 
 TINY = ["vision=tiny-clip", "llm=tiny-llama", "train=tiny", "data=shapes", "eval=shapes"]
 

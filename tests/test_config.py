@@ -45,11 +45,10 @@ def test_config_files_cover_the_issue_levels() -> None:
         assert levels <= have[group], f"{group}: missing {sorted(levels - have[group])}"
 
 
-def test_fused_backbone_width_is_the_sum_of_branches() -> None:
-    from ablate.config import feature_width
-
-    assert feature_width(compose(["vision=dinosiglip-384", "projector=fused-mlp"])) == 1024 + 1152
-    assert feature_width(compose(["vision=clip-vit-l-336"])) == 1024
+def test_fused_backbone_branch_widths() -> None:
+    widths = [int(b.width) for b in compose(["vision=dinosiglip-384", "projector=fused-mlp"]).vision.backbones]
+    assert widths == [1024, 1152]  # DINOv2 ViT-L/14 + SigLIP So400m/14: the fused projector sees 2176 channels
+    assert [int(b.width) for b in compose(["vision=clip-vit-l-336"]).vision.backbones] == [1024]
 
 
 BAD = [

@@ -4,15 +4,13 @@
 ``cfg.data.finetune``: LLaVA-1.5 558K captions; the 665K instruct mix, + LRV-Instruct, + LVIS-Instruct-4V)
 under ``cfg.data.root``.  All missing files are reported in ONE error.  ``cotraining: false`` drops the
 language-only examples (counted).  Nothing is generated here: a generated data root is written before (its
-own step, e.g. ``ablate data synth``).  ``build_dataset`` wraps the
-records into a tokenizing ``LlavaDataset``; ``steps_for`` turns (dataset size, global batch, epochs) into
-a step budget, so fractional epochs (1.25, 1.5) are max-step budgets as in Prismatic.
+own step, e.g. ``ablate data synth``).  ``build_dataset`` wraps the records into a tokenizing ``LlavaDataset``
+(step budgets: ``ablate.train.loop.budget``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,13 +114,3 @@ def build_dataset(cfg: Any, stage_data: str, tokenizer: Any, prompt_format: Any,
     return LlavaDataset(mix.records, tokenizer, prompt_format, image_transform, max_length=cfg.llm.max_length,
                         on_bad_example=cfg.data.on_bad_example, stats=mix.stats, align=stage_data == "align",
                         max_image_pixels=cfg.data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
-
-
-def steps_for(n_examples: int, global_batch: int, epochs: float, *, max_steps: int | None = None) -> int:
-    """Optimizer steps for ``epochs`` passes over ``n_examples`` at ``global_batch`` (at least 1).  A
-    fractional epoch count is a step budget: ``ceil(epochs * ceil(n / global_batch))``."""
-    if n_examples <= 0 or global_batch <= 0 or epochs <= 0:
-        raise ValueError(f"steps_for: expected positive n_examples, global_batch and epochs, got "
-                         f"{n_examples}, {global_batch}, {epochs}")
-    steps = max(1, math.ceil(epochs * math.ceil(n_examples / global_batch) - 1e-9))
-    return min(steps, max_steps) if max_steps else steps

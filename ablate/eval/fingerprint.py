@@ -40,11 +40,9 @@ def write_fingerprints(run_dir: Path, fingerprints: Mapping[str, str]) -> Path:
     path = run_dir / FINGERPRINTS_FILE
     current = read_fingerprints(run_dir)
     current.update(fingerprints)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(current, indent=1, sort_keys=True))
-    tmp.replace(path)
-    return path
+    from ablate.rundir import write_json
+
+    return write_json(path, current, indent=1)
 
 
 def read_fingerprints(run_dir: Path) -> dict[str, str]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate import rundir
 from ablate.config import ConfigError
 from ablate.eval.benchmarks import Benchmark, BenchmarkFormatError, Example, get_benchmark
 
@@ -271,9 +272,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    tmp.replace(path)
+    rundir.write_json(path, data, indent=1)
 
 
 def score_predictions(benchmark: str, predictions: str | Path, *, fmt: str, name: str, root: str | Path,
@@ -301,12 +300,12 @@ def score_predictions(benchmark: str, predictions: str | Path, *, fmt: str, name
     pairs = join(bench, examples, preds, predictions)
     records = [bench.score(ex, output) for ex, output in pairs]
     metrics = bench.aggregate(records)
-    point = _json(out / "point.json")
+    point = _json(out / rundir.POINT)
     if point and point.get("name") != name:
         raise ConfigError(f"{out}: holds reference {point.get('name')!r}; expected {name!r} (choose another --out)")
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "examples" / f"{bench.id}.jsonl", records)
-    write_jsonl(out / "examples" / LMMS_DIR / f"samples_{bench.id}.jsonl",
+    write_jsonl(out / rundir.EXAMPLES / f"{bench.id}.jsonl", records)
+    write_jsonl(out / rundir.EXAMPLES / LMMS_DIR / f"samples_{bench.id}.jsonl",
                 lmms_samples(bench, [ex for ex, _ in pairs], records))
     fps = write_fingerprints(out, {bench.id: str(bench.fingerprint)})
     sources = dict(point.get("sources") or {})
@@ -314,17 +313,17 @@ def score_predictions(benchmark: str, predictions: str | Path, *, fmt: str, name
                          "format": fmt, **({"questions": str(qfile.resolve()), "questions_sha256": sha256_file(qfile)}
                                            if qfile else {})}
     run_key = REFERENCE_PREFIX + name
-    _write_json(out / "point.json", {"run_key": run_key, "design_key": None, "name": name, "source": "reference",
+    _write_json(out / rundir.POINT, {"run_key": run_key, "design_key": None, "name": name, "source": "reference",
                                      "axes": {}, "sources": sources})
-    results = _json(out / "results.json")
+    results = _json(out / rundir.RESULTS)
     scores = dict(results.get("scores") or {})
     scores[bench.id] = {k: float(v) for k, v in metrics.items()}
     counts = dict(results.get("n") or {})
     counts[bench.id] = len(records)
     fingerprints = json.loads(fps.read_text())
-    _write_json(out / "results.json", {"run_key": run_key, "scores": scores, "n": counts, "timings": {},
+    _write_json(out / rundir.RESULTS, {"run_key": run_key, "scores": scores, "n": counts, "timings": {},
                                        "fingerprints": {b: f for b, f in fingerprints.items() if b in scores}})
-    (out / "DONE").write_text("reference\n")
+    rundir.write_atomic(out / rundir.DONE, "reference\n")
     return metrics
 
 

@@ -4,7 +4,9 @@
 example_id, prediction = the raw output, parsed, parse_ok, score, correct; plus gold, split/type fields and
 option probabilities), the same outputs as lmms-eval sample JSONL under ``run_dir/examples/lmms-eval/``,
 logs every aggregate as ``eval/<benchmark>/<metric>`` (the parse-failure rate included) through the
-tracker, and returns ``{benchmark: {metric: value}}``.  ``cli_eval`` is ``ablate eval TARGET``.
+tracker, and returns ``{benchmark: {metric: value}}``.  While it works it rewrites ``run_dir/progress.json``
+(``phase: eval``, the benchmark, examples done/total, at most every ``PROGRESS_EVERY_S`` seconds and at each
+benchmark's start and end; ``ablate status`` shows it).  ``cli_eval`` is ``ablate eval TARGET``.
 """
 
 from __future__ import annotations
@@ -13,22 +15,20 @@ import argparse
 import hashlib
 import json
 import logging
-import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ablate import rundir
+from ablate.distributed import is_main
 from ablate.eval.benchmarks import Benchmark, BenchmarkFormatError, Example, get_benchmark
 from ablate.eval.fingerprint import write_fingerprints
 
 log = logging.getLogger(__name__)
 
 LMMS_DIR = "lmms-eval"
-
-
-def is_rank0() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+PROGRESS_EVERY_S = 5.0
 
 
 def batches(items: Sequence[Example], size: int) -> Iterator[list[Example]]:
@@ -52,9 +52,11 @@ def load_images(batch: Sequence[Example], benchmark_id: str) -> list[Any]:
 
 
 def run_model(model: Any, bench: Benchmark, examples: Sequence[Example], *, batch_size: int,
-              max_new_tokens: int, progress: bool = True) -> list[Any]:
+              max_new_tokens: int, progress: bool = True,
+              on_batch: Callable[[int], None] | None = None) -> list[Any]:
     """Model outputs in example order: generated strings, or option-probability lists when ``bench.mode``
-    is ``prob`` (a batch shares one option list, so batches are cut where the options change)."""
+    is ``prob`` (a batch shares one option list, so batches are cut where the options change).
+    ``on_batch(done)`` is called after each batch with the number of examples done so far."""
     import torch
     from tqdm import tqdm
 
@@ -65,7 +67,7 @@ def run_model(model: Any, bench: Benchmark, examples: Sequence[Example], *, batc
             groups[-1].append(ex)
         else:
             groups.append([ex])
-    bar = tqdm(total=len(examples), desc=f"eval {bench.id}", unit="ex", disable=not (progress and is_rank0()))
+    bar = tqdm(total=len(examples), desc=f"eval {bench.id}", unit="ex", disable=not (progress and is_main()))
     with torch.inference_mode():
         for group in groups:
             for batch in batches(group, batch_size):
@@ -76,6 +78,8 @@ def run_model(model: Any, bench: Benchmark, examples: Sequence[Example], *, batc
                 else:
                     outputs += model.generate(images, prompts, max_new_tokens=max_new_tokens)
                 bar.update(len(batch))
+                if on_batch is not None:
+                    on_batch(len(outputs))
     bar.close()
     if len(outputs) != len(examples):
         raise RuntimeError(f"{bench.id}: model returned {len(outputs)} outputs for {len(examples)} examples")
@@ -92,13 +96,9 @@ def _json_default(value: Any) -> Any:
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Write atomically (temp file + rename) so a preempted job never leaves a half file behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, default=_json_default, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    """Write atomically (``rundir.write_atomic``) so a preempted job never leaves a half file behind."""
+    rundir.write_atomic(path, "".join(json.dumps(row, default=_json_default, ensure_ascii=False) + "\n"
+                                      for row in rows))
 
 
 def _sha256(value: Any) -> str:
@@ -125,6 +125,22 @@ def lmms_samples(bench: Benchmark, examples: Sequence[Example], records: Sequenc
 
 
 # ------------------------------------------------------------------------------------------------- API
+def _progress_writer(run_dir: Path, benchmark: str, index: int, n_benchmarks: int, total: int) -> Any:
+    """``report(done, force=False)``: rewrite ``progress.json`` for this benchmark (now, then at most every
+    ``PROGRESS_EVERY_S`` seconds unless forced)."""
+    last = [float("-inf")]
+
+    def report(done: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - last[0] >= PROGRESS_EVERY_S:
+            rundir.write_progress(run_dir, "eval", benchmark, done, total, benchmark=benchmark, index=index,
+                                  benchmarks=n_benchmarks)
+            last[0] = now
+
+    report(0, force=True)
+    return report
+
+
 def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
              benchmarks: Sequence[str] | None = None, limit: int | None = None) -> dict[str, dict[str, float]]:
     """Evaluate ``model`` on ``benchmarks`` (default ``cfg.eval.benchmarks``) with ``cfg.eval`` settings;
@@ -141,15 +157,17 @@ def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
     if hasattr(model, "inference_precision"):  # eval.precision: bf16 autocast (Prismatic) or fp32
         model.inference_precision = str(cfg.eval.get("precision") or "bf16")
     scores: dict[str, dict[str, float]] = {}
-    for bench in benches:
+    for index, bench in enumerate(benches):
         t0 = time.perf_counter()
         examples = bench.load(limit, int(ev.subset_seed))
+        report = _progress_writer(run_dir, bench.id, index, len(benches), len(examples))
         outputs = run_model(model, bench, examples, batch_size=int(ev.batch_size),
-                            max_new_tokens=int(ev.max_new_tokens), progress=progress)
+                            max_new_tokens=int(ev.max_new_tokens), progress=progress, on_batch=report)
+        report(len(examples), force=True)
         records = [bench.score(ex, out) for ex, out in zip(examples, outputs, strict=True)]
-        path = run_dir / "examples" / f"{bench.id}.jsonl"
+        path = run_dir / rundir.EXAMPLES / f"{bench.id}.jsonl"
         write_jsonl(path, records)
-        lmms_path = run_dir / "examples" / LMMS_DIR / f"samples_{bench.id}.jsonl"
+        lmms_path = run_dir / rundir.EXAMPLES / LMMS_DIR / f"samples_{bench.id}.jsonl"
         write_jsonl(lmms_path, lmms_samples(bench, examples, records))
         metrics = bench.aggregate(records)
         if bench.fingerprint:
@@ -171,10 +189,12 @@ def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
 
 # ------------------------------------------------------------------------------------------------- CLI
 def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
-    """``eval=<option>`` swaps in conf/eval/<option>.yaml; ``a.b=v`` sets a value (OmegaConf dotlist)."""
+    """``eval=<option>`` swaps in conf/eval/<option>.yaml; ``a.b=v`` sets a value (``design.apply_values``,
+    the same override path as ``compose``)."""
     from omegaconf import OmegaConf
 
     from ablate.config import ConfigError
+    from ablate.design import apply_values
     from ablate.registry import group_files
 
     dotlist = []
@@ -190,17 +210,22 @@ def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
             cfg.eval = OmegaConf.merge(cfg.eval, OmegaConf.load(path))
         else:
             dotlist.append(ov)
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist)) if dotlist else cfg
+    try:
+        return apply_values(cfg, dotlist)
+    except ConfigError:
+        raise
+    except Exception as exc:  # OmegaConf / grammar errors: one line naming the overrides
+        raise ConfigError(f"overrides {dotlist}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def resolve_target(target: Path) -> tuple[Path, Path, Path | None]:
     """(model dir, output dir, config file) for a run dir (``runs/<key>``) or a model dir."""
     from ablate.config import ConfigError
 
-    if (target / "model").is_dir():
-        return target / "model", target, target / "config.yaml"
+    if (target / rundir.MODEL).is_dir():
+        return target / rundir.MODEL, target, target / rundir.CONFIG
     if target.is_dir():
-        config = next((p for p in (target / "config.yaml", target.parent / "config.yaml") if p.is_file()), None)
+        config = next((p for p in (target / rundir.CONFIG, target.parent / rundir.CONFIG) if p.is_file()), None)
         return target, target / "eval", config
     raise ConfigError(f"eval target: invalid value {str(target)!r}; expected a run directory (with model/) "
                       "or a model directory written by VLM.save_pretrained")
@@ -241,7 +266,7 @@ def cli_eval(args: argparse.Namespace) -> int:
 
 def _tracker_for(run_dir: Path, cfg: Any) -> Any:
     """The run's MLflow run (resumed by run_key) when ``run_dir`` is a run folder with point.json."""
-    point_file = run_dir / "point.json"
+    point_file = run_dir / rundir.POINT
     if not point_file.is_file() or "tracking" not in cfg:
         return None
     from ablate.track import Tracker

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ablate import rundir
+
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
@@ -32,8 +34,8 @@ def _fingerprints(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:
 
 
 def model_card(run_dir: Path, cfg: Any, config: Any, *, dtype: str, logits_diff: float | None) -> str:
-    point = _read_json(run_dir / "point.json")
-    results = _read_json(run_dir / "results.json")
+    point = _read_json(run_dir / rundir.POINT)
+    results = _read_json(run_dir / rundir.RESULTS)
     axes = point.get("axes") or {}
     fingerprints = _fingerprints(run_dir, results)
     run_key = point.get("run_key", run_dir.name)

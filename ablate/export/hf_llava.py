@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from PIL import Image
 from torch import nn
 
 from ablate.export.towers import ExportError, Tower, Unsupported, convert_tower
+from ablate.rundir import publish_folder, temp_folder
 
 log = logging.getLogger(__name__)
 
@@ -355,16 +355,12 @@ def export_hf_llava(run_dir: Path, out: Path, *, dtype: str = "auto", verify: bo
                     "as Prismatic/timm) at round((L - S) / 2); images whose resized long side L has (L - S) %% 4 == 3 "
                     "are cropped one pixel nearer the top/left (docs/export.md)", FORMAT)
     target = _DTYPES[_stored_dtype(model_dir) if dtype == "auto" else dtype]
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_folder(out)
     model.to(target).save_pretrained(tmp)
     processor.save_pretrained(tmp)
     (tmp / "README.md").write_text(model_card(run_dir, vlm.cfg, model.config, dtype=str(target).removeprefix("torch."),
                                               logits_diff=diff))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    return out
+    return publish_folder(tmp, out)
 
 
 def cli_export(args: Any) -> int:

@@ -11,12 +11,13 @@ runs stay finished, and the next ``ablate demo`` picks up where this one stopped
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from ablate.rundir import PROGRESS, is_done, progress_line
 
 DEMO_STUDY = Path(__file__).resolve().parents[2] / "sweeps" / "demo.yaml"
 
@@ -97,15 +98,6 @@ def ensure_demo_pretrained(points: list[Any], out: Path, size: str) -> Path:
                              target, **SIZES[size]["pretrain"])
 
 
-def _progress_line(run_dir: Path) -> str:
-    path = run_dir / "progress.json"
-    try:
-        p = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return "starting"
-    return f"{p.get('phase', '?')} {p.get('stage', '')} {p.get('step', 0)}/{p.get('total', '?')}".strip()
-
-
 def watch(jobs: list[Any], names: dict[str, str], runs_dir: Path, total: int, done_before: int,
           poll_s: float = 5.0) -> None:
     """Print runs done/total and each running run's stage until every job has ended."""
@@ -120,8 +112,8 @@ def watch(jobs: list[Any], names: dict[str, str], runs_dir: Path, total: int, do
             for jid in ended:
                 pending.pop(jid)
                 bar.update(1)
-            running = [f"{names[keys[jid]]}: {_progress_line(runs_dir / keys[jid])}"
-                       for jid in pending if (runs_dir / keys[jid] / "progress.json").exists()]
+            running = [f"{names[keys[jid]]}: {progress_line(runs_dir / keys[jid])}"
+                       for jid in pending if (runs_dir / keys[jid] / PROGRESS).exists()]
             line = " | ".join(running)
             if line and line != last:
                 bar.write(f"[{time.strftime('%H:%M:%S')}] {line}")
@@ -138,13 +130,13 @@ def summary_table(tests: Any) -> Any:
     p and adjusted p; and the paired bootstrap over every (seed, example) on the edge-object benchmarks."""
     import pandas as pd
 
+    from ablate.report import BENCHMARKS_SCOPE, POOLED
+
     rows = []
-    pooled = tests[(tests["benchmark"].astype(str) == "") & (tests["method"] == "prismatic-t")]
-    per_example = tests[tests["alternate"].astype(str).str.endswith("|alt")
-                        & tests["method"].astype(str).str.startswith("bootstrap")]
+    pooled = tests[(tests["scope"] == BENCHMARKS_SCOPE) & (tests["method"] == "prismatic-t")]
+    per_example = tests[(tests["scope"] == POOLED) & tests["method"].astype(str).str.startswith("bootstrap")]
     for r in pooled.itertuples():
-        axis, _, levels = str(r.comparison).partition(": ")
-        row = {"axis": axis, "levels": levels, "effect": r.effect, "ci_low": r.ci_low, "ci_high": r.ci_high,
+        row = {"axis": r.axis, "levels": r.level, "effect": r.effect, "ci_low": r.ci_low, "ci_high": r.ci_high,
                "p": r.pvalue, "p_adj": r.p_adj}
         for bench in EDGE_BENCHMARKS:
             hit = per_example[(per_example["comparison"] == r.comparison) & (per_example["benchmark"] == bench)]
@@ -195,23 +187,22 @@ def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "loca
         print("\ninterrupted: running jobs cancelled; finished runs are kept. Run `ablate demo` again to resume.",
               file=sys.stderr)
         return 130
-    failed = [k for k in sub.submitted if not (runs_dir / k / "DONE").exists()]
+    failed = [k for k in sub.submitted if not is_done(runs_dir / k)]
     if failed:
         print(f"{len(failed)} runs failed; see `ablate status {study.name} --studies-dir {studies_dir}`",
               file=sys.stderr)
         return 1
 
     results = collect(study.name, studies_dir=studies_dir)
-    paths = write_report(results, out / "report")
+    report = write_report(results, out / "report")
     import pandas as pd
 
-    tests = pd.read_csv(paths["tests"], keep_default_na=False)
-    table = summary_table(tests)
+    table = summary_table(report.tests)
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print("\nDesign decisions: effect = mean normalized difference over benchmarks (Prismatic test, t-CI); "
               "edge benchmarks: paired bootstrap over seeds x examples; p_adj = Holm across comparisons")
         print(table.to_string(index=False))
-    print(f"\nreport: {paths['html']}")
+    print(f"\nreport: {report.paths['html']}")
     print(f"demo finished in {time.perf_counter() - t0:.0f} s")
     return 0
 

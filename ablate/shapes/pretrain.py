@@ -41,13 +41,11 @@ POS_WEIGHT = 4.0
 COVER = 0.25  # a patch has a label when its region covers more than this share of the patch
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over the first 5% of ``steps``, then cosine decay to zero."""
-    import math
+def ramp_cosine(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over the first 5% of ``steps`` under a cosine decay to zero over all of them."""
+    from ablate.train.schedule import lambda_lr, warmup_cosine
 
-    warmup = max(1, steps // 20)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    return lambda_lr(optimizer, warmup_cosine(steps, max(1, steps // 20), shift=1, cosine_from_start=True))
 
 
 def label_masks(scene: Scene) -> torch.Tensor:
@@ -115,7 +113,7 @@ def pretrain_vision(vision_cfg: Any, out: str | Path, *, steps: int = 600, batch
     pos_weight = torch.full((len(LABELS),), POS_WEIGHT)  # covered patches are rare: weigh them up
     params = [*vision.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    schedule = warmup_cosine(optimizer, steps)
+    schedule = ramp_cosine(optimizer, steps)
     t0 = time.perf_counter()
 
     groups = {"colour": slice(0, len(COLORS)), "shape": slice(len(COLORS), len(COLORS) + len(SHAPES)),
@@ -211,7 +209,7 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
         return hits / len(probe_rows)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    schedule = warmup_cosine(optimizer, steps)
+    schedule = ramp_cosine(optimizer, steps)
     t0 = time.perf_counter()
 
     def evaluate() -> float:

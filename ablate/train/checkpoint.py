@@ -39,6 +39,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from ablate.distributed import barrier, rank
+
 STEP_DIR = re.compile(r"^step-(\d+)$")
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 MANIFEST = "manifest.json"
@@ -50,13 +52,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint folder is missing a file or holds state that does not fit the model."""
 
 
-def _rank() -> int:
-    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-
-
-def _barrier() -> None:
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
 
 
 def _contiguous(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -211,7 +206,7 @@ def latest(root: str | Path) -> Path | None:
             return path
         except CheckpointError as exc:
             log.warning("skipping checkpoint %s: %s; trying the previous one", path, exc)
-            if _rank() == 0:
+            if rank() == 0:
                 try:
                     path.rename(path.with_name(f".{path.name}.corrupt-{os.getpid()}"))
                 except OSError as err:
@@ -263,7 +258,7 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
     osd = get_optimizer_state_dict(model, optimizer, options=FULL) if optimizer is not None else None
     root = Path(root)
     final = root / f"step-{step}"
-    if _rank() == 0:
+    if rank() == 0:
         rng_tensors, rng_scalars = rng_state()
         state = {"meta": dict(meta), "rng": rng_scalars,
                  "scheduler": scheduler.state_dict() if scheduler is not None else None}
@@ -276,7 +271,7 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
         final = _write_atomically(root, step, files)
         for old in step_dirs(root)[: -max(keep_last, 1)]:
             shutil.rmtree(old, ignore_errors=True)
-    _barrier()
+    barrier()
     return final
 
 

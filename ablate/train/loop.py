@@ -39,8 +39,6 @@ import functools
 import json
 import logging
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,18 +49,15 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ablate import rundir
 from ablate.config import dist_timeout_s
+from ablate.distributed import DistInfo, init_distributed
 from ablate.train import checkpoint, lora, sharded
 from ablate.train.feed import StepBatches, loader, micro_batches
 from ablate.train.materialize import final_model, load_checkpoint, seed_everything, stage_model
+from ablate.train.schedule import lambda_lr, warmup_cosine, warmup_steps
 from ablate.train.stages import Stage, plan
-from ablate.train.strategy import (
-    DistInfo,
-    all_reduce_sum,
-    autocast,
-    device_mesh,
-    init_distributed,
-)
+from ablate.train.strategy import all_reduce_sum, autocast, device_mesh
 
 log = logging.getLogger(__name__)
 
@@ -93,27 +88,9 @@ def build_optimizer(model: nn.Module, stage: Stage) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.999), eps=1e-8, foreach=False)
 
 
-def warmup_steps(total_steps: int, warmup_ratio: float) -> int:
-    """Prismatic's ``int(num_training_steps * warmup_ratio)`` (floor)."""
-    return int(total_steps * warmup_ratio)
-
-
-def warmup_cosine(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    """LR multiplier of step k (0-based): k / W during the W = floor(ratio x T) warmup steps (0 at the first
-    step), then cosine decay to 0 at T, exactly ``transformers.get_cosine_schedule_with_warmup``."""
-    warmup = warmup_steps(total_steps, warmup_ratio)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return step / max(1, warmup)
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-    return factor
-
-
 def build_scheduler(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> Any:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, warmup_ratio))
+    """Prismatic's schedule (``ablate.train.schedule.warmup_cosine``, warm-up ``floor(T x ratio)``)."""
+    return lambda_lr(optimizer, warmup_cosine(total_steps, warmup_steps(total_steps, warmup_ratio)))
 
 
 # ------------------------------------------------------------------------------------------ budgets/data
@@ -196,7 +173,7 @@ class RunLog:
     def step(self, stage: Stage, step: int, total: int, record: dict[str, float]) -> None:
         if not self.info.is_main:
             return
-        with open(self.run_dir / "train_log.jsonl", "a") as fh:
+        with open(self.run_dir / rundir.TRAIN_LOG, "a") as fh:
             fh.write(json.dumps({"stage": stage.name, "stage_index": stage.index, "step": step, **record}) + "\n")
         if step % self.log_every == 0 or step == total:
             log.info("stage %s step %d/%d loss %.4f lr %.3g grad_norm %.3f tokens/s %.0f", stage.name, step, total,
@@ -209,16 +186,13 @@ class RunLog:
     def progress(self, stage: str, step: int, total: int, phase: str = "train") -> None:
         if not self.info.is_main:
             return
-        tmp = self.run_dir / f".progress.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps({"phase": phase, "stage": stage, "step": step, "total": total,
-                                   "time": time.time()}))
-        tmp.replace(self.run_dir / "progress.json")
+        rundir.write_progress(self.run_dir, phase, stage, step, total)
 
 
 def read_train_log(run_dir: str | Path) -> list[dict[str, Any]]:
     """Per-step records of a run (the last record of each (stage, step), in order)."""
     records: dict[tuple[int, int], dict[str, Any]] = {}
-    path = Path(run_dir) / "train_log.jsonl"
+    path = Path(run_dir) / rundir.TRAIN_LOG
     for line in path.read_text().splitlines() if path.exists() else []:
         rec = json.loads(line)
         records[(rec["stage_index"], rec["step"])] = rec
@@ -352,10 +326,10 @@ def _train_stage(model: nn.Module, stage: Stage, data: tuple[Sequence[Any], Coll
 
 
 def _record_precision(run_dir: Path, stage: str, dtypes: dict[str, Any]) -> None:
-    path = run_dir / "precision.json"
-    record = json.loads(path.read_text()) if path.exists() else {}
+    path = run_dir / rundir.PRECISION
+    record = rundir.read_json(path) if path.exists() else {}
     record[stage] = dtypes
-    path.write_text(json.dumps(record, indent=1))
+    rundir.write_json(path, record, indent=1, sort_keys=False)
 
 
 # -------------------------------------------------------------------------------------------- all stages
@@ -383,7 +357,7 @@ def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_mo
         build_data = functools.partial(default_data, stats=data_stats)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_root = run_dir / "checkpoints"
+    ckpt_root = run_dir / rundir.CHECKPOINTS
     info = init_distributed(str(cfg.runtime.device), dist_timeout_s(cfg))
     mesh = device_mesh(info)
     sharded = mesh is not None and cfg.train.sharding != "none"
@@ -417,13 +391,13 @@ def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_mo
         meta = None
         stats = getattr(data[0], "stats", None)
         if info.is_main and stats is not None:
-            stats.save(run_dir / "data_stats.json")
+            stats.save(run_dir / rundir.DATA_STATS)
         del model
     final = None
     if info.is_main:  # the other ranks build nothing: rank 0 alone writes the one HF-style folder
         final = final_model(cfg, build_model, weights_from,
                             lora_last_stage=lora.uses_lora(cfg, stages[-1].trainable))
-        _save_final(final, run_dir / "model")
+        _save_final(final, run_dir / rundir.MODEL)
         run_log.progress(stages[-1].name, step_offset, step_offset)
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -432,8 +406,7 @@ def train(cfg: Any, run_dir: str | Path, *, tracker: Any | None = None, build_mo
 
 def _save_final(model: nn.Module, out: Path) -> None:
     """``model.save_pretrained`` into a temporary folder, then rename into place."""
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = rundir.temp_folder(out)
     if hasattr(model, "save_pretrained"):
         model.save_pretrained(tmp)
     else:
@@ -441,9 +414,7 @@ def _save_final(model: nn.Module, out: Path) -> None:
 
         tmp.mkdir(parents=True)
         save_model(model, str(tmp / "model.safetensors"))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    rundir.publish_folder(tmp, out)
 
 
 # ------------------------------------------------------------------------------------------------- CLI
@@ -452,37 +423,36 @@ def cli_train(args: argparse.Namespace) -> int:
     from ablate.config import ConfigError
     from ablate.data.llava import BadDataError
     from ablate.data.mixes import MissingDataError, preflight
-    from ablate.design import compose, design_key, run_key
-    from ablate.job import RunDirError, check_writable, run_lock
+    from ablate.design import DesignPoint, compose
+    from ablate.distributed import is_main
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cfg = compose(list(args.overrides))
-    key, dkey = run_key(cfg), design_key(cfg)
-    run_dir = Path(cfg.runtime.runs_dir) / key
-    is_main = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0  # torchrun / srun ranks
+    overrides = list(args.overrides)
+    cfg = compose(overrides)
+    point = DesignPoint.from_config(cfg, "", overrides)
+    point.name = point.run_key
+    run_dir = rundir.run_dir_of(cfg, point.run_key)
+    main = is_main()  # torchrun / srun ranks: rank 0 holds the lock and writes the run directory
     try:
         preflight(cfg.data)  # missing files / malformed JSON before the slow start-up
-        with run_lock(run_dir, wait=bool(getattr(args, "wait", False))) if is_main else contextlib.nullcontext():
-            check_writable(run_dir / "checkpoints")  # now, not at the first save runtime.checkpoint_every steps in
-            return _cli_train_locked(cfg, key, dkey, run_dir, is_main)
-    except (RunDirError, BadDataError, MissingDataError) as exc:
+        with rundir.run_lock(run_dir, wait=bool(getattr(args, "wait", False))) if main else contextlib.nullcontext():
+            rundir.check_writable(run_dir / rundir.CHECKPOINTS)  # now, not at the first save
+            return _cli_train_locked(cfg, point, run_dir, main)
+    except (rundir.RunDirError, BadDataError, MissingDataError) as exc:
         raise ConfigError(str(exc)) from None  # one line, exit 2
 
 
-def _cli_train_locked(cfg: Any, key: str, dkey: str, run_dir: Path, is_main: bool) -> int:
-    from omegaconf import OmegaConf
-
-    from ablate.design import axis_levels
+def _cli_train_locked(cfg: Any, point: Any, run_dir: Path, main: bool) -> int:
+    from ablate.job import point_payload
     from ablate.track import Tracker
 
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    point = {"name": key, "axes": axis_levels(cfg), "seed": int(cfg.train.seed), "studies": [str(cfg.study)],
-             "run_key": key, "design_key": dkey}
-    (run_dir / "point.json").write_text(json.dumps(point, indent=1))
-    print(f"run {key} -> {run_dir}")
-    tracking = (Tracker(cfg, run_key=key, design_key=dkey, study=str(cfg.study), point_name=key) if is_main
-                else contextlib.nullcontext())
+    study = str(cfg.study)
+    if main:
+        rundir.prepare(run_dir, cfg, point_payload(point, study), study)
+    print(f"run {point.run_key} -> {run_dir}")
+    tracking = (Tracker(cfg, run_key=point.run_key, design_key=point.design_key, study=study,
+                        point_name=point.name) if main else contextlib.nullcontext())
     with tracking as tracker:
         train(cfg, run_dir, tracker=tracker)
-    print(f"trained model saved to {run_dir / 'model'}")
+    print(f"trained model saved to {run_dir / rundir.MODEL}")
     return 0

@@ -26,9 +26,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ablate.distributed import DistInfo
 from ablate.train import checkpoint, lora, sharded
 from ablate.train.stages import Stage, apply
-from ablate.train.strategy import DistInfo, materialize, meta_parameters, parallelize
+from ablate.train.strategy import materialize, meta_parameters, parallelize
 
 ModelBuilder = Callable[[Any], nn.Module]
 

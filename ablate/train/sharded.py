@@ -40,6 +40,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from ablate.distributed import barrier, rank
 from ablate.train.checkpoint import (
     CheckpointError,
     optimizer_from_files,
@@ -60,15 +61,6 @@ def _dist() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
-def _rank() -> int:
-    return torch.distributed.get_rank() if _dist() else 0
-
-
-def _barrier() -> None:
-    if _dist():
-        torch.distributed.barrier()
-
-
 def is_sharded(path: str | Path) -> bool:
     return (Path(path) / SHARDS).is_dir()
 
@@ -85,11 +77,11 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
     """Write ``root/step-<step>`` as per-rank shards (collective on every rank), atomically; prune old ones."""
     root = Path(root)
     final, tmp = root / f"step-{step}", root / f".step-{step}.tmp"
-    rank = _rank()
-    if rank == 0:
+    me = rank()
+    if me == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / SHARDS).mkdir(parents=True)
-    _barrier()
+    barrier()
     tensors = {f"model::{k}": v for k, v in get_model_state_dict(model).items()}
     optim_meta = None
     if optimizer is not None:
@@ -97,10 +89,10 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
         tensors.update(optim_tensors)
     dcp.save(tensors, storage_writer=HuggingFaceStorageWriter(str(tmp / SHARDS), save_distributed=_dist()))
     rng_tensors, rng_scalars = rng_state()
-    save_file({k: v.contiguous() for k, v in rng_tensors.items()}, str(tmp / f"rng-rank{rank}.safetensors"))
-    (tmp / f"rng-rank{rank}.json").write_text(json.dumps(rng_scalars))
-    _barrier()
-    if rank == 0:
+    save_file({k: v.contiguous() for k, v in rng_tensors.items()}, str(tmp / f"rng-rank{me}.safetensors"))
+    (tmp / f"rng-rank{me}.json").write_text(json.dumps(rng_scalars))
+    barrier()
+    if me == 0:
         world = torch.distributed.get_world_size() if _dist() else 1
         state = {"format": FORMAT, "world_size": world, "meta": dict(meta), "optimizer": optim_meta,
                  "scheduler": scheduler.state_dict() if scheduler is not None else None}
@@ -109,7 +101,7 @@ def save(root: str | Path, step: int, *, model: nn.Module, optimizer: torch.opti
         publish(tmp, final)  # manifest of every rank's files: latest() verifies it like a full checkpoint
         for stale in step_dirs(root)[: -max(keep_last, 1)]:
             shutil.rmtree(stale, ignore_errors=True)
-    _barrier()
+    barrier()
     return final
 
 
@@ -224,9 +216,9 @@ def load(path: str | Path, *, model: nn.Module, optimizer: torch.optim.Optimizer
     if scheduler is not None and state.get("scheduler") is not None:
         scheduler.load_state_dict(state["scheduler"])
     if restore_rng:
-        rank = _rank()
-        if not (path / f"rng-rank{rank}.safetensors").is_file():  # another world size: rank 0's generators
-            rank = 0
-        set_rng_state(load_file(str(path / f"rng-rank{rank}.safetensors")),
-                      json.loads((path / f"rng-rank{rank}.json").read_text()))
+        me = rank()
+        if not (path / f"rng-rank{me}.safetensors").is_file():  # another world size: rank 0's generators
+            me = 0
+        set_rng_state(load_file(str(path / f"rng-rank{me}.safetensors")),
+                      json.loads((path / f"rng-rank{me}.json").read_text()))
     return state["meta"]

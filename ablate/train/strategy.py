@@ -1,8 +1,5 @@
-"""Distributed setup and FSDP2 wrapping (``fully_shard``) with per-component mixed precision.
-
-``init_distributed`` reads torchrun/SLURM environment variables (under SLURM without torchrun it exports
-them with submitit's ``TorchDistributedEnvironment``) and starts NCCL on GPU or gloo on CPU; one process
-with no such variables runs unsharded.  ``parallelize`` is the one place that wraps a VLM, in torchtitan's
+"""FSDP2 wrapping (``fully_shard``) with per-component mixed precision, on the process group that
+``ablate.distributed.init_distributed`` joined (one process with no group runs unsharded).  ``parallelize`` is the one place that wraps a VLM, in torchtitan's
 order: activation checkpointing on each trained block, ``torch.compile`` per block (optional), then
 ``fully_shard`` on each unit ``fsdp_units`` names: the blocks each component declares
 (``VisionBackbone.blocks()`` for every branch of every family, the LM's decoder layers), each branch of a
@@ -17,76 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from ablate.config import DIST_TIMEOUT_S
+from ablate.distributed import DistInfo
 
 log = logging.getLogger(__name__)
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    if preference == "cpu" or (preference == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise RuntimeError(f"runtime.device: invalid value {preference!r}; expected cpu or auto (no CUDA here)")
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
-
-
-def export_slurm_environment() -> dict[str, Any]:
-    """Map a SLURM task's environment (any number of nodes) to torch's: RANK = SLURM_PROCID, WORLD_SIZE =
-    SLURM_NTASKS, LOCAL_RANK = SLURM_LOCALID (the device index on its node), MASTER_ADDR = the job's first
-    node (the same for every task), MASTER_PORT kept from the batch script; return the mapping."""
-    from submitit.helpers import TorchDistributedEnvironment
-
-    # overwrite: a MASTER_PORT from the environment (batch script, launcher.setup) is kept by submitit
-    env = TorchDistributedEnvironment()
-    env.export(set_cuda_visible_devices=False, overwrite=True)
-    return {"rank": env.rank, "world_size": env.world_size, "local_rank": env.local_rank,
-            "master_addr": env.master_addr, "master_port": int(env.master_port)}
-
-
-def init_distributed(device: str = "auto", timeout_s: float = DIST_TIMEOUT_S) -> DistInfo:
-    """Join the process group described by the environment (torchrun or SLURM), or run as one process.
-
-    ``timeout_s`` (``runtime.dist_timeout_s``) bounds the rendezvous and every collective: a rank that died
-    or never joined makes the others raise after it instead of waiting torch's default 30 minutes.  A job
-    body that already joined (``ablate.job.init_distributed``) keeps its group.
-    """
-    if "RANK" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        export_slurm_environment()
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
-    dev = pick_device(device, local_rank)
-    if world > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=float(timeout_s)))
-        log.info("rank %d/%d joined %s process group on %s", rank, world, dist.get_backend(), dev)
-    return DistInfo(rank=rank, world_size=world, local_rank=local_rank, device=dev)
 
 
 def device_mesh(info: DistInfo) -> Any:
@@ -280,17 +219,6 @@ def _retie(model: nn.Module, tied: list[list[str]]) -> None:
         for name in names[1:]:
             owner, _, attr = name.rpartition(".")
             setattr(model.get_submodule(owner) if owner else model, attr, first)
-
-
-def unwrap_activation_checkpointing(model: nn.Module) -> nn.Module:
-    """Replace checkpoint wrappers by the layers they wrap (for saving/evaluating a plain model)."""
-    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointWrapper
-
-    for sub in list(model.modules()):
-        for name, child in list(sub.named_children()):
-            if isinstance(child, CheckpointWrapper):
-                setattr(sub, name, child._checkpoint_wrapped_module)
-    return model
 
 
 @contextlib.contextmanager

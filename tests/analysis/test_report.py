@@ -38,6 +38,15 @@ def test_analyse_covers_every_comparison_and_test(collected):
     pooled = ex[ex["alternate"].astype(str).str.endswith("|alt")]
     assert len(ex) - len(pooled) == 3 * 2 * len(BENCHMARKS) * 3
     assert len(pooled) == 3 * len(BENCHMARKS) * 3
+    # explicit scope / axis / level columns: callers select rows without parsing names
+    assert (tests["scope"] == "benchmarks").sum() == (tests["benchmark"] == "").sum()
+    assert tests.loc[tests["scope"] == "pooled"].index.equals(pooled.index)
+    assert (tests["scope"] == "pair").sum() == len(ex) - len(pooled)
+    comps = {c["name"]: c["axis"] for c in comparison_pairs(collected)}
+    assert (tests["axis"].fillna("-") == tests["comparison"].map(comps).fillna("-")).all()
+    for name, level in zip(tests["comparison"], tests["level"], strict=True):
+        head, _, rest = name.partition(": ")
+        assert level == (rest if head == comps[name] else name), (name, level)
     per_seed_n = ex[~ex.index.isin(pooled.index)].groupby(["comparison", "benchmark", "method"])["n"].sum()
     pooled_n = pooled.set_index(["comparison", "benchmark", "method"])["n"]
     assert (pooled_n == per_seed_n.loc[pooled_n.index]).all()  # pooled = every (seed, example) pair once
@@ -121,3 +130,14 @@ def test_render_report_script_makes_png(report_dir, tmp_path):
     assert img.size == (1200, 2400)
     pixels = np.asarray(img.convert("L"))
     assert pixels.std() > 10  # not a blank page: text, tables and plots rendered
+
+
+def test_write_report_returns_the_tests_table_it_wrote(collected, tmp_path):
+    from ablate.report import write_report
+
+    report = write_report(collected, tmp_path / "r", n_resamples=200)
+    written = pd.read_csv(report.paths["tests"], keep_default_na=False)
+    assert list(written.columns) == list(report.tests.columns)
+    assert {"scope", "axis", "level"} <= set(report.tests.columns)
+    assert written["scope"].tolist() == report.tests["scope"].tolist()
+    assert np.allclose(written["p_adj"].astype(float), report.tests["p_adj"].astype(float), equal_nan=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.data.mixes import MissingDataError, build_dataset, build_mix, missing_files, steps_for
+from ablate.data.mixes import MissingDataError, build_dataset, build_mix, missing_files
 
 
 def test_shapes_mix_reads_align_and_finetune(world: Path, compose_tiny) -> None:
@@ -44,16 +44,6 @@ def test_building_a_mix_never_generates_data(tmp_path: Path, compose_tiny) -> No
     with pytest.raises(MissingDataError, match="shapes-align.json"):
         build_mix(cfg, "align")
     assert not root.exists() and not list(tmp_path.iterdir())
-
-
-def test_steps_for_fractional_epochs() -> None:
-    assert steps_for(665_000, 128, 1.0) == 5196
-    assert steps_for(1000, 128, 1.25) == 10  # ceil(1.25 * 8)
-    assert steps_for(1000, 128, 1.5) == 12
-    assert steps_for(10, 128, 0.1) == 1
-    assert steps_for(1000, 128, 3.0, max_steps=5) == 5
-    with pytest.raises(ValueError, match="positive"):
-        steps_for(0, 128, 1.0)
 
 
 def test_dataloader_over_the_mix_gives_single_modality_batches(world: Path, compose_tiny) -> None:

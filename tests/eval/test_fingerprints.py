@@ -16,7 +16,7 @@ import pytest
 from ablate.cli import main
 from ablate.eval.benchmarks import get_benchmark
 from ablate.eval.fingerprint import fingerprint, write_fingerprints
-from ablate.job import write_results
+from ablate.rundir import write_results
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "pope"
 PINNED, HEAD = "e3e3926", "head"

@@ -163,7 +163,7 @@ def _design_run(run_dir: Path, point: dict, root: Path, probs: list[float], othe
     across-benchmark tests need more than one benchmark)."""
     from ablate.eval.benchmarks import get_benchmark
     from ablate.eval.fingerprint import write_fingerprints
-    from ablate.job import write_results
+    from ablate.rundir import write_results
 
     bench = get_benchmark("pope", root)
     examples = bench.load()

@@ -88,3 +88,33 @@ def test_cli_eval_on_run_dir(tiny, bench_root, tmp_path: Path, capsys) -> None:
     assert "pope\taccuracy\t" in printed and "gqa\tparse_failure_rate\t" in printed
     assert len(read(run / "examples/pope.jsonl")) == 2 and len(read(run / "examples/gqa.jsonl")) == 2
     assert (run / "examples/lmms-eval/samples_pope.jsonl").is_file()
+
+
+def test_evaluate_writes_per_benchmark_progress(tiny, tmp_path, monkeypatch, bench_root) -> None:
+    """docs/contracts.md "Progress file": the evaluator rewrites progress.json per benchmark as it goes."""
+    from ablate import rundir
+    from ablate.eval import runner
+
+    _, expected = bench_root
+    model, cfg = tiny
+    seen: list[dict] = []
+    real = rundir.write_progress
+
+    def record(run_dir: Path, *args, **kwargs) -> None:
+        real(run_dir, *args, **kwargs)
+        seen.append(rundir.read_progress(run_dir))
+
+    monkeypatch.setattr(rundir, "write_progress", record)
+    monkeypatch.setattr(runner, "PROGRESS_EVERY_S", 0.0)  # every batch
+    one = OmegaConf.merge(cfg, {"eval": {"batch_size": 1}})
+    evaluate(model, one, tmp_path, benchmarks=JOIN_BENCHMARKS)
+    for index, bench in enumerate(JOIN_BENCHMARKS):
+        mine = [p for p in seen if p["stage"] == bench]
+        n = len(expected[bench])
+        assert {(p["phase"], p["benchmark"], p["index"], p["benchmarks"], p["total"]) for p in mine} == \
+            {("eval", bench, index, 3, n)}
+        steps = [p["step"] for p in mine]
+        assert steps == [0, *range(1, n + 1), n]  # start, after each batch of one, end
+    final = rundir.read_progress(tmp_path)
+    assert (final["stage"], final["step"]) == ("pope", len(expected["pope"]))
+    assert rundir.progress_line(tmp_path) == f"eval pope {len(expected['pope'])}/{len(expected['pope'])} (3/3 benchmarks)"

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ablate.job import execute, write_atomic
+from ablate.job import execute
+from ablate.rundir import write_atomic
 from ablate.track import Tracker
 
 DIM, BATCH = 8, 16

@@ -193,7 +193,7 @@ def test_a_rank_that_never_joins_fails_the_others_after_the_timeout(tmp_path: Pa
 
     env = {**os.environ, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(pick_master_port("never-joins")), "CUDA_VISIBLE_DEVICES": ""}
-    code = "from ablate.job import init_distributed; init_distributed(timeout_s=3)"
+    code = "from ablate.distributed import init_distributed; init_distributed(timeout_s=3)"
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and time.monotonic() - t0 < 60

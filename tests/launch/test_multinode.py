@@ -47,7 +47,7 @@ def test_two_node_batch_script(tmp_path: Path) -> None:
                                                        (15, 7, "gpu-a2")])
 def test_slurm_environment_maps_to_one_rendezvous(monkeypatch: pytest.MonkeyPatch, procid: int, localid: int,
                                                   node: str) -> None:
-    from ablate.train.strategy import export_slurm_environment
+    from ablate.distributed import export_slurm_environment
 
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "LOCAL_WORLD_SIZE", "GROUP_RANK"):
         monkeypatch.setenv(var, "")  # recorded, so the export's values are undone after the test (a bare
@@ -63,7 +63,7 @@ def test_slurm_environment_maps_to_one_rendezvous(monkeypatch: pytest.MonkeyPatc
     assert mapped == {"rank": procid, "world_size": 16, "local_rank": localid, "master_addr": "gpu-a1",
                       "master_port": 23456}
     assert os.environ["RANK"] == str(procid) and os.environ["MASTER_ADDR"] == "gpu-a1"
-    from ablate.train.strategy import pick_device
+    from ablate.distributed import pick_device
 
     assert pick_device("cpu", localid).type == "cpu"
 

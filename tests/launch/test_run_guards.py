@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ablate.cli import main
-from ablate.job import RunDirError, check_writable, execute, run_lock
+from ablate.job import execute
+from ablate.rundir import RunDirError, check_writable, run_lock
 
 TINY = ["vision=tiny-clip", "image=letterbox", "projector=mlp", "llm=tiny-llama", "recipe=single-stage",
         "data=shapes", "train=tiny", "eval=shapes"]
@@ -23,7 +24,7 @@ TINY = ["vision=tiny-clip", "image=letterbox", "projector=mlp", "llm=tiny-llama"
 
 def _holder(run_dir: Path) -> subprocess.Popen:
     """Another process holding the run's lock until killed."""
-    code = ("import sys, time; from ablate.job import run_lock\n"
+    code = ("import sys, time; from ablate.rundir import run_lock\n"
             f"with run_lock({str(run_dir)!r}):\n    print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})

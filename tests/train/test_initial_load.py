@@ -32,11 +32,12 @@ def _rank(rank: int, world: int, port: int, overrides: list[str], forbid: str, o
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     import ablate.models.llm as llm_module
+    from ablate.distributed import init_distributed
     from ablate.models.vlm import build_vlm
     from ablate.train import materialize
     from ablate.train.materialize import seed_everything, stage_model
     from ablate.train.stages import plan
-    from ablate.train.strategy import device_mesh, init_distributed
+    from ablate.train.strategy import device_mesh
 
     cfg = compose([*BASE, *overrides])
     info = init_distributed("cpu")

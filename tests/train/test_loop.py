@@ -20,8 +20,8 @@ from ablate.train.loop import (
     param_groups,
     read_train_log,
     train,
-    warmup_cosine,
 )
+from ablate.train.schedule import warmup_cosine, warmup_steps
 from ablate.train.stages import plan
 
 HERE = Path(__file__).resolve().parent
@@ -57,15 +57,25 @@ def test_warmup_then_cosine_is_transformers_schedule_prismatic_uses() -> None:
     first step, k / W during warmup, cosine to 0 at T."""
     from transformers import get_cosine_schedule_with_warmup
 
-    f = warmup_cosine(100, 0.03)
+    f = warmup_cosine(100, warmup_steps(100, 0.03))
     assert [round(f(s), 4) for s in range(4)] == [0.0, 0.3333, 0.6667, 1.0]
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     hf = get_cosine_schedule_with_warmup(opt, 155, 5198)
-    ours = warmup_cosine(5198, 0.03)
+    ours = warmup_cosine(5198, warmup_steps(5198, 0.03))
     for step in range(5200):
         assert math.isclose(opt.param_groups[0]["lr"], ours(step), rel_tol=1e-12, abs_tol=1e-15), step
         opt.step()
         hf.step()
+
+
+def test_the_same_schedule_function_gives_tiny_pretraining_its_overlapping_ramp() -> None:
+    """pretrain_tiny's schedule (ramp (k + 1) / W over W = T // 20 steps, under a cosine over all T steps,
+    0 after T) through the one function; values as the former pretrain_tiny lambda gave them."""
+    f = warmup_cosine(100, 5, shift=1, cosine_from_start=True)
+    assert [round(f(s), 6) for s in (0, 1, 4, 5, 50, 99, 100, 120)] == \
+        [0.2, 0.399901, 0.996057, 0.993844, 0.5, 0.000247, 0.0, 0.0]
+    g = warmup_cosine(100, 5)  # the trainer's: cosine after the warm-up, 0 at the first step
+    assert [round(g(s), 6) for s in (0, 1, 4, 5, 50, 100)] == [0.0, 0.2, 0.8, 1.0, 0.54129, 0.0]
 
 
 def _stage(epochs: float, max_steps: int | None = None, cap: int | None = None) -> Any:

@@ -100,11 +100,11 @@ def test_projector_does_not_move_on_an_all_text_step(tmp_path: Path) -> None:
     from PIL import Image
 
     from ablate.data.llava import Example, collate
+    from ablate.distributed import DistInfo
     from ablate.models.prompts import tokenize_conversation
     from ablate.models.vlm import build_vlm
     from ablate.train.loop import build_optimizer, train_step
     from ablate.train.stages import apply, plan
-    from ablate.train.strategy import DistInfo
 
     cfg = compose([*BASE, "train.finetune.weight_decay=0.1"])
     model = build_vlm(cfg)
