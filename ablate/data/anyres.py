@@ -2,7 +2,7 @@
 world knowledge"; code: haotian-liu/LLaVA ``llava/mm_utils.py`` at c121f04): tile the image at the tower's
 resolution ``S`` instead of squeezing it into one ``S x S`` input.
 
-- The grid: from the configured set of grid shapes ``"CxR"`` (``C`` tiles wide, ``R`` tiles high, i.e. a
+- The grid: from the configured set of grid layouts ``"CxR"`` (``C`` tiles wide, ``R`` tiles high, i.e. a
   canvas of ``C·S x R·S`` pixels; LLaVA-NeXT's ``image_grid_pinpoints`` divided by ``S``), pick the canvas that
   keeps the most of the image (effective resolution: the image scaled to fit the canvas, ``int``-truncated,
   capped at the original pixel count), ties broken by the least wasted canvas area, the first such shape

@@ -142,7 +142,7 @@ def _broadcast_initial(cfg: Any, model: nn.Module, info: DistInfo, build_model: 
     """The first stage's weights into every rank's shards, one component at a time.
 
     The default VLM is built as ``build_vlm`` builds it (seeded, same order, so the same values): an LM with
-    local safetensors of the skeleton's shapes is read slice by slice on every rank (nothing whole anywhere);
+    local safetensors of the skeleton's tensor sizes is read slice by slice on every rank (nothing whole anywhere);
     otherwise rank 0 builds the LM, then the tower, then the projector, each broadcast into the shards and
     dropped before the next, so rank 0 holds one component at a time.  A custom ``build_model`` (tests' toy
     models) is built whole on rank 0 and broadcast."""
@@ -243,14 +243,14 @@ def direct_llm_folder(cfg: Any, model: nn.Module) -> Path | None:
     files = sorted(folder.glob("*.safetensors"))
     if not files:
         return None
-    shapes: dict[str, list[int]] = {}
+    sizes: dict[str, list[int]] = {}
     for f in files:
         header, _ = sharded.read_header(str(f))
-        shapes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+        sizes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
     for k, v in _llm_tensors(model).items():
-        if k not in shapes and not _tied_head(model, k):
+        if k not in sizes and not _tied_head(model, k):
             return None
-        if k in shapes and list(shapes[k]) != list(v.shape):
+        if k in sizes and list(sizes[k]) != list(v.shape):
             return None
     check_spec(cfg.llm, model.llm.config, str(folder))
     return folder
