@@ -20,6 +20,7 @@ import pandas as pd
 from ablate import rundir
 from ablate.config import ConfigError
 from ablate.eval.fingerprint import read_fingerprints, refuse_mixed
+from ablate.jsonfiles import iter_objects
 
 log = logging.getLogger(__name__)
 
@@ -151,17 +152,10 @@ def _locations(manifest: dict[str, Any], runs_dir: str | Path | None, tracking_u
 def read_examples(path: Path, run_key: str, benchmark: str) -> pd.DataFrame:
     """One ``examples/<benchmark>.jsonl``: the §4 columns; a bad line is an error naming file and line."""
     records = []
-    with path.open() as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict) or "example_id" not in rec or "score" not in rec:
-                raise ConfigError(f"{path}:{lineno}: expected an object with example_id and score")
-            records.append(rec)
+    for lineno, rec in iter_objects(path, ConfigError):
+        if "example_id" not in rec or "score" not in rec:
+            raise ConfigError(f"{path}: line {lineno}: expected an object with example_id and score")
+        records.append(rec)
     frame = pd.DataFrame(records, columns=[c for c in EXAMPLE_COLUMNS
                                            if c not in ("run_key", "benchmark", "fingerprint")])
     frame.insert(0, "benchmark", benchmark)

@@ -47,13 +47,10 @@ def write_fingerprints(run_dir: Path, fingerprints: Mapping[str, str]) -> Path:
 
 def read_fingerprints(run_dir: Path) -> dict[str, str]:
     path = run_dir / FINGERPRINTS_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+    from ablate.jsonfiles import read_object
+
+    data = read_object(path, ConfigError)
+    if not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(f"{path}: expected an object benchmark -> fingerprint string")
     return dict(data)
 

@@ -22,7 +22,6 @@ Formats (``--format``):
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
 import re
@@ -34,6 +33,7 @@ from typing import Any
 from ablate import rundir
 from ablate.config import ConfigError
 from ablate.eval.benchmarks import Benchmark, BenchmarkFormatError, Example, get_benchmark
+from ablate.jsonfiles import iter_objects, read_object
 
 FORMATS = ("ablate", "llava", "lmms-eval")
 REFERENCE_PREFIX = "ref:"  # run_key of a reference model: ref:<label>
@@ -58,20 +58,7 @@ class Prediction:
 
 # --------------------------------------------------------------------------------------------- readers
 def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: file not found")
-    opener = gzip.open if path.suffix == ".gz" else open  # released files are often kept compressed
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}: line {lineno}: expected one JSON object per line ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise ConfigError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    return iter_objects(path, ConfigError)  # released files are often kept compressed (.gz)
 
 
 def _need(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -260,15 +247,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    return data
+    return read_object(path, ConfigError)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -17,15 +17,10 @@ from ablate import rundir
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        from ablate.export.towers import ExportError
+    from ablate.export.towers import ExportError
+    from ablate.jsonfiles import read_object
 
-        raise ExportError(f"{path}: invalid JSON at line {exc.lineno} ({exc.msg}); expected the file ablate wrote") from None
-    return data if isinstance(data, dict) else {}
+    return read_object(path, ExportError)
 
 
 def _fingerprints(run_dir: Path, results: dict[str, Any]) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def test_bad_inputs_name_file_and_line(fixture_study, tmp_path):
     lines = path.read_text().splitlines()
     lines[2] = "{not json"
     path.write_text("\n".join(lines))
-    with pytest.raises(ConfigError, match=r"pope\.jsonl:3: not valid JSON"):
+    with pytest.raises(ConfigError, match=r"pope\.jsonl: line 3: expected one JSON object"):
         collect(fixture_study["study"], studies_dir=fixture_study["studies_dir"], out=tmp_path / "t",
                 runs_dir=runs_copy)
     (runs_copy / key / "results.json").write_text(json.dumps({"scores": [1, 2]}))

@@ -12,11 +12,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from finished_runs import write_pope_run, write_study
 
 from ablate.cli import main
 from ablate.eval.benchmarks import get_benchmark
-from ablate.eval.fingerprint import fingerprint, write_fingerprints
-from ablate.rundir import write_results
+from ablate.eval.fingerprint import fingerprint
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "pope"
 PINNED, HEAD = "e3e3926", "head"
@@ -54,34 +54,10 @@ def test_fingerprint_tells_pope_versions_apart_and_ignores_root_and_order(tmp_pa
     assert again.fingerprint == pinned.fingerprint
 
 
-def _run(run_dir: Path, point: dict, eval_root: Path) -> str:
-    bench = get_benchmark("pope", eval_root)
-    examples = bench.load()
-    (run_dir / "examples").mkdir(parents=True)
-    (run_dir / "point.json").write_text(json.dumps(point))
-    with (run_dir / "examples" / "pope.jsonl").open("w") as fh:
-        for ex in examples:
-            fh.write(json.dumps(bench.score(ex, [0.6, 0.4]), default=str) + "\n")
-    write_fingerprints(run_dir, {"pope": bench.fingerprint})
-    write_results(run_dir, point["run_key"], {"pope": {"accuracy": 0.5}}, {})
-    (run_dir / "DONE").write_text("")
-    return bench.fingerprint
-
-
 @pytest.fixture
 def mixed_study(tmp_path):
-    from ablate.design import expand, load_study, manifest
-
-    (tmp_path / "s.yaml").write_text(STUDY_YAML)
-    study = load_study(tmp_path / "s.yaml")
-    points = expand(study)
-    man = manifest(study, points)
-    runs = tmp_path / "runs"
-    man.update({"runs_dir": str(runs), "tracking_uri": f"sqlite:///{tmp_path / 'none.db'}", "jobs": {}})
-    studies = tmp_path / "studies"
-    (studies / study.name).mkdir(parents=True)
-    (studies / study.name / "manifest.json").write_text(json.dumps(man))
-    fps = [_run(runs / p.run_key, p.to_dict(), pope_root(tmp_path / p.run_key, v))
+    studies, study, points, runs = write_study(tmp_path, STUDY_YAML)
+    fps = [write_pope_run(runs / p.run_key, p.to_dict(), pope_root(tmp_path / p.run_key, v), [0.6, 0.4])
            for p, v in zip(points, (PINNED, HEAD), strict=True)]
     return studies, study.name, fps, [p.run_key for p in points]
 

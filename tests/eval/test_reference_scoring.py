@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from finished_runs import write_pope_run, write_study
 
 from ablate.cli import main
 
@@ -158,42 +159,14 @@ comparisons:
 """
 
 
-def _design_run(run_dir: Path, point: dict, root: Path, probs: list[float], others: dict[str, float]) -> None:
-    """A finished run scored on POPE (examples) and, as headline scores only, on ``others`` (the report's
-    across-benchmark tests need more than one benchmark)."""
-    from ablate.eval.benchmarks import get_benchmark
-    from ablate.eval.fingerprint import write_fingerprints
-    from ablate.rundir import write_results
-
-    bench = get_benchmark("pope", root)
-    examples = bench.load()
-    (run_dir / "examples").mkdir(parents=True)
-    (run_dir / "point.json").write_text(json.dumps(point))
-    recs = [bench.score(ex, probs) for ex in examples]
-    (run_dir / "examples" / "pope.jsonl").write_text("".join(json.dumps(r, default=str) + "\n" for r in recs))
-    write_fingerprints(run_dir, {"pope": bench.fingerprint})
-    scores = {"pope": bench.aggregate(recs), **{b: {"accuracy": v} for b, v in others.items()}}
-    write_results(run_dir, point["run_key"], scores, {})
-    (run_dir / "DONE").write_text("")
-
-
 @pytest.fixture
 def study(tmp_path):
-    from ablate.design import expand, load_study, manifest
-
-    (tmp_path / "s.yaml").write_text(STUDY_YAML)
-    spec = load_study(tmp_path / "s.yaml")
-    points = expand(spec)
-    man = manifest(spec, points)
-    runs = tmp_path / "runs"
-    man.update({"runs_dir": str(runs), "tracking_uri": f"sqlite:///{tmp_path / 'none.db'}", "jobs": {}})
-    studies = tmp_path / "studies"
-    (studies / spec.name).mkdir(parents=True)
-    (studies / spec.name / "manifest.json").write_text(json.dumps(man))
+    studies, spec, points, runs = write_study(tmp_path, STUDY_YAML)
     root = excerpt_root(tmp_path)
     others = ({"gqa": 0.41, "vqav2": 0.52, "textvqa": 0.23}, {"gqa": 0.44, "vqav2": 0.50, "textvqa": 0.27})
     for p, probs, other in zip(points, ([0.6, 0.4], [0.4, 0.6]), others, strict=True):  # always "Yes" / "No"
-        _design_run(runs / p.run_key, p.to_dict(), root, probs, other)
+        # other benchmarks as headline scores only: the report's across-benchmark tests need more than one
+        write_pope_run(runs / p.run_key, p.to_dict(), root, probs, {b: {"accuracy": v} for b, v in other.items()})
     return studies, spec.name, root, {p.name: p.run_key for p in points}
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ablate.jsonfiles import iter_objects
+
 if TYPE_CHECKING:
     from ablate.eval.benchmarks.layout import Layout
 
@@ -58,19 +60,8 @@ def read_json(path: Path, top: type | None = None, what: str = "") -> Any:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object) for each non-empty line of a JSON-lines file."""
-    if not path.is_file():
-        raise BenchmarkFormatError(f"{path}: file not found (expected the benchmark's release file here)")
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BenchmarkFormatError(f"{path}: line {lineno}: expected one JSON object ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise format_error(path, f"line {lineno}", f"a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    return iter_objects(path, BenchmarkFormatError,
+                        missing="file not found (expected the benchmark's release file here)")
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
