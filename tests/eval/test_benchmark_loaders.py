@@ -17,7 +17,7 @@ def load(bench_root, benchmark_id: str, **kw):
 
 def test_registry_has_prismatic_benchmarks() -> None:
     assert list_benchmarks() == ["vqav2", "gqa", "vizwiz", "textvqa", "textvqa-ocr", "refcoco", "refcoco-plus",
-                                 "refcocog", "ocid-ref", "vsr", "pope", "tallyqa", "ai2d"]
+                                 "refcocog", "ocid-ref", "vsr", "pope", "tallyqa", "ai2d", "chair", "lrv-neg"]
     with pytest.raises(KeyError, match="unknown benchmark 'mmmu'.*known: vqav2"):
         get_benchmark("mmmu", ".")
 
