@@ -391,6 +391,9 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
     delta.to_csv(paths["deltas"], index_label="comparison")
     images = [plot_delta_heatmap(delta, tests, out / "delta_heatmap.png"), plot_forest(tests, out / "forest.png"),
               *plot_axis_bars(results, tests, out)]
+    from ablate.report_hallucination import hallucination_section  # issue 23: its own module
+
+    hall = hallucination_section(results, out, correction=correction, seed=seed, n_resamples=n_resamples)
     flagged = tests[tests["lost_after_correction"]]
     flag_lines = [f"{r.comparison} — {r.method}{' on ' + r.benchmark if r.benchmark else ''}: p={r.pvalue:.3g}, "
                   f"{correction} p={r.p_adj:.3g}" for r in flagged.itertuples()]
@@ -410,7 +413,7 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
     pd.DataFrame(omitted, columns=["comparison", "benchmark", "test", "why"]).to_csv(paths["omitted"], index=False)
     md += ["## Significant before correction only", ""] + ([f"- {x}" for x in flag_lines] or ["none"]) + [""]
     md += ["## Left out", ""] + ([f"- {x}" for x in left_lines] or ["nothing"]) + [""]
-    md += ["## Tests across benchmarks", "", markdown_table(headline), ""]
+    md += hall.md + ["## Tests across benchmarks", "", markdown_table(headline), ""]
     md += [f"![{p.stem}]({p.name})" for p in images]
     md += ["", "## Scores", "", markdown_table(scores), "",
            f"Per-example tests (McNemar, bootstrap, permutation per pair x benchmark): `{paths['tests'].name}`."]
@@ -428,6 +431,7 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
             f'<h2>Significant before correction only</h2><div class="flag">{flags_html}</div>',
             "<h2>Left out</h2>" + (("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in left_lines) + "</ul>")
                                    if left_lines else "<p>nothing</p>"),
+            *hall.html, *[img(p) for p in hall.paths.values() if p.suffix == ".png"],
             "<h2>Plots</h2>", *[img(p) for p in images],
             "<h2>Tests across benchmarks</h2>", _html_table(headline),
             "<h2>Scores</h2>", _html_table(scores),
@@ -440,6 +444,7 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
                              f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
     for p in images:
         paths[p.stem] = p
+    paths.update(hall.paths)
     log.info("report %s: %d tests, %d flagged -> %s", study, len(tests), len(flagged), out)
     return paths
 
