@@ -76,7 +76,7 @@ def test_chair_benchmark_reads_coco_and_scores_per_caption(tmp_path: Path) -> No
     metrics = bench.aggregate(records)
     # mentions 3 + 3 + 2 = 8, hallucinated 0 + 2 + 0 -> CHAIR_i 0.25; CHAIR_s 1/3
     assert metrics["chair_i"] == 0.25 and metrics["chair_s"] == pytest.approx(1 / 3)
-    assert metrics["score"] == pytest.approx(2 / 3)
+    assert metrics["accuracy"] == pytest.approx(2 / 3)  # = 1 - CHAIR_s
 
 
 def test_chair_benchmark_without_captions_and_bad_files(tmp_path: Path) -> None:

@@ -3,14 +3,16 @@
 The model captions each image; ``ablate.eval.chair`` matches the caption's object words through the MSCOCO
 synonym lists against the image's objects.  One record per caption (``chair_i``, ``chair_s``, mentioned and
 hallucinated objects), so paired tests run per caption; ``score`` = 1 - chair_s (a caption with no
-hallucinated object scores 1), ``CHAIR_i`` / ``CHAIR_s`` are the aggregates.
+hallucinated object scores 1; ``accuracy`` = 1 - CHAIR_s), ``chair_i`` / ``chair_s`` are the aggregates.
 
 Files (under ``eval.root``, written by ``ablate data prepare``): ``chair/annotations/instances_val2014.json``
 (COCO instances: ``images`` [{id, file_name}], ``annotations`` [{image_id, category_id}], ``categories``
 [{id, name}]), optionally ``chair/annotations/captions_val2014.json`` (COCO captions; like the reference,
 objects its human captions name count as present too), ``chair/image_ids.txt`` (the subset: one image id a
-line; ``ablate data prepare`` writes the CHAIR-500 list shipped in ablate/eval/data), images
-``chair/val2014/<file_name>``.  Example id = the COCO image id.
+line; ``ablate data prepare`` writes the CHAIR-500 list shipped in ablate/eval/data), optionally
+``chair/synonyms.txt`` (object lists in the reference's synonyms.txt format; default the packaged MSCOCO
+lists -- the shapes world writes its 30 colour-shape names), images ``chair/val2014/<file_name>``.  Example
+id = the COCO image id.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ablate.eval.chair import (
     chair_record,
     coco_vocabulary,
     node_words,
+    read_vocabulary,
 )
 
 # the CHAIR-500 set's instruction (yuezih/less-is-more chair-500.jsonl; LLaVA's "detail" prompt)
@@ -69,7 +72,10 @@ class CHAIRBenchmark(Benchmark):
     prompt: ClassVar[str] = CAPTION_PROMPT
 
     def vocabulary(self) -> Vocabulary:
-        return coco_vocabulary()
+        """``chair/synonyms.txt`` of the data root when it has one (the shapes world writes its objects'),
+        else the packaged MSCOCO lists."""
+        own = self.root / self.folder / "synonyms.txt"
+        return read_vocabulary(own) if own.is_file() else coco_vocabulary()
 
     def read(self) -> list[Example]:
         base = self.root / self.folder
@@ -117,4 +123,5 @@ class CHAIRBenchmark(Benchmark):
                 "correct": rec["chair_s"] == 0.0, **rec}
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
-        return {"score": mean(r["score"] for r in records), **chair_aggregate(records), **common_metrics(records)}
+        # accuracy = share of captions without a hallucinated object = 1 - CHAIR_s (every benchmark reports one)
+        return {"accuracy": mean(r["score"] for r in records), **chair_aggregate(records), **common_metrics(records)}
