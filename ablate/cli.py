@@ -12,14 +12,14 @@ import sys
 from collections.abc import Sequence
 
 COMMANDS: dict[str, str] = {
-    "demo": "ablate.demo:cli_demo",
+    "demo": "ablate.shapes.demo:cli_demo",
     "sweep": "ablate.launch:cli_sweep",
     "status": "ablate.launch:cli_status",
     "collect": "ablate.results:cli_collect",
     "report": "ablate.report:cli_report",
     "train": "ablate.train.loop:cli_train",
     "eval": "ablate.eval.runner:cli_eval",
-    "data synth": "ablate.data.synthetic:cli_synth",
+    "data synth": "ablate.shapes.world:cli_synth",
     "data check": "ablate.data.check:cli_check",
     "describe": "ablate.describe:cli_describe",
     "export": "ablate.export:cli_export",

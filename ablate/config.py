@@ -62,7 +62,7 @@ class VisionConfig:
     backbones: list[BackboneConfig] = field(default_factory=list)
     image_size: int = 224  # input resolution S every branch is fed
     # folder of ``<arch>.safetensors`` files loaded into the tiny archs' branches that have no ``path`` (the
-    # demo's pretrained tiny towers, ablate.train.pretrain_tiny); None = tiny archs stay random-init
+    # demo's pretrained tiny towers, ablate.shapes.pretrain); None = tiny archs stay random-init
     weights_dir: str | None = None
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ablate.data.check import check_root
-from ablate.data.synthetic import crop_cut_fraction, format_crop_cut, write_world
+from ablate.shapes.world import crop_cut_fraction, format_crop_cut, write_world
 
 
 def timed(fn, *args):
@@ -39,10 +39,10 @@ def main() -> None:
         import torch
 
         from ablate.data.llava import Collator, LlavaDataset, read_records
-        from ablate.models.llm import synthetic_tokenizer
         from ablate.models.prompts import get_prompt_format
+        from ablate.shapes.tokenizer import shapes_tokenizer
 
-        tok = synthetic_tokenizer()
+        tok = shapes_tokenizer()
         records = read_records(root / "instruct.json", root / "images", source="shapes-instruct")
         ds = LlavaDataset(records, tok, get_prompt_format("base", tok), lambda img: torch.zeros(3, 64, 64),
                           max_length=256)

@@ -50,13 +50,13 @@ def measure(paths: list[Path], workers: int, batch: int) -> float:
     from ablate.data.llava import Collator, LlavaDataset, Record
     from ablate.data.transforms import build_image_transform
     from ablate.design import compose
-    from ablate.models.llm import synthetic_tokenizer
     from ablate.models.prompts import get_prompt_format
+    from ablate.shapes.tokenizer import shapes_tokenizer
     from ablate.train.feed import StepBatches, loader, micro_batches
 
     cfg = compose(["vision=tiny-dinosiglip", "projector=fused-mlp", "image=letterbox", "llm=tiny-llama",
                    "train=tiny", "data=shapes", "eval=shapes"])
-    tok = synthetic_tokenizer()
+    tok = shapes_tokenizer()
     conv = (("user", "<image>\nWhat colour is the large shape at the top left of the image?"),
             ("assistant", "The large shape at the top left is a red circle next to a blue square."))
     records = [Record(f"ex{i}", p, conv, "bench", i) for i, p in enumerate(paths)]

@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from ablate.data.synthetic import write_world
 from ablate.design import compose
 from ablate.eval.benchmarks import get_benchmark
 from ablate.eval.runner import run_model
 from ablate.models.vlm import build_vlm
+from ablate.shapes.world import write_world
 
 TINY = ["vision=tiny-clip", "llm=tiny-llama", "train=tiny", "data=shapes", "eval=shapes"]
 

@@ -30,7 +30,7 @@ import torch
 def presence_questions(scene: Any, rng: random.Random, k: int, binding: bool) -> list[tuple[str, str]]:
     """``k`` (question, "Yes"/"No") pairs about ``scene``: colour presence or, with ``binding``, colour + shape
     presence with negatives that share a colour or a shape with a present object (POPE's adversarial kind)."""
-    from ablate.data.synthetic import COLORS, SHAPES
+    from ablate.shapes.scene import COLORS, SHAPES
 
     if binding:
         present = sorted({f"{o.color} {o.shape}" for o in scene.objects})
@@ -54,7 +54,7 @@ def write_colour_presence(root: Path, n_images: int, seed: int = 0, *, turns: in
     """LLaVA chat JSON of presence questions over shapes-world scenes: per image two records of one question
     (``turns=2``, the default) or one record of ``turns`` questions (``presence.json``); and ``text_records``
     language-only records whose scene is described in words before the question (``text.json``)."""
-    from ablate.data.synthetic import render, sample_scene, save
+    from ablate.shapes.scene import render, sample_scene, save
 
     rng = random.Random(seed)
 
@@ -90,7 +90,7 @@ def oracle_colours(backbone: Any, width: int) -> Any:
     """A stand-in tower with perfect colour features: per patch, a one-hot of each palette colour covering
     more than a quarter of it (background -> zeros), padded to ``width``.  An upper bound on what a
     pretrained tower could hand the projector."""
-    from ablate.data.synthetic import COLORS
+    from ablate.shapes.scene import COLORS
 
     palette = torch.tensor(list(COLORS.values()), dtype=torch.float32).view(1, -1, 3, 1, 1) / 255
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (backbone.mean, backbone.std))
@@ -134,7 +134,7 @@ def main() -> None:
     p.add_argument("--text-warmup", type=int, default=0,
                    help="first train the LM this many steps on the questions with the scene described in words")
     p.add_argument("--oracle-vision", action="store_true", help="perfect per-patch colour features (no tower)")
-    p.add_argument("--pretrained", metavar="DIR", help="start from the tiny tower and LM that ablate.train.pretrain_tiny "
+    p.add_argument("--pretrained", metavar="DIR", help="start from the tiny tower and LM that ablate.shapes.pretrain "
                    "saved in DIR (what `ablate demo` does: demo/pretrained-full)")
     p.add_argument("overrides", nargs="*", help="config overrides (default: the demo baseline's groups)")
     args = p.parse_args()

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from scipy.stats import mannwhitneyu
 
-from ablate.demo import DEMO_STUDY, demo_overrides, pretrained_dir, world_dir
 from ablate.design import load_study
+from ablate.shapes.demo import DEMO_STUDY, demo_overrides, pretrained_dir, world_dir
 
 ABLATE = [sys.executable, "-m", "ablate.cli"]
 

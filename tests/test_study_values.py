@@ -104,7 +104,7 @@ def test_malformed_training_json_is_one_line_before_start_up(world_copy: Path, t
 
 @pytest.fixture
 def world_copy(tmp_path: Path) -> Path:
-    from ablate.data.synthetic import write_world
+    from ablate.shapes.world import write_world
 
     root = tmp_path / "world"
     write_world(root, 8, 0)

@@ -1,1 +1,1 @@
-"""Data: image processing, LLaVA-format datasets, data mixes and the synthetic shapes world."""
+"""Data: image processing, LLaVA-format datasets and data mixes."""

@@ -23,7 +23,6 @@ import yaml
 
 from ablate.config import CONF_DIR
 from ablate.data.llava import DataStats, read_records
-from ablate.data.synthetic import crop_cut_fraction, format_crop_cut
 from ablate.data.untrusted import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageTooLargeError,
@@ -33,6 +32,7 @@ from ablate.data.untrusted import (
     open_image,
     safe_pickle_load,
 )
+from ablate.shapes.world import crop_cut_fraction, format_crop_cut
 
 MAX_PROBLEMS_PER_FILE = 5
 DECODE = ("sample", "all", "none")  # which training images `data check` decodes (benchmark images: all)

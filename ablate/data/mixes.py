@@ -54,7 +54,7 @@ def ensure_synthetic(data_cfg: Any) -> None:
     root = Path(data_cfg.root)
     if not syn or (root / "instruct.json").exists():
         return
-    from ablate.data.synthetic import write_world
+    from ablate.shapes.world import write_world
 
     size, seed = int(syn.get("size", 2000)), int(syn.get("seed", 0))
     log.info("data root %s is empty: generating the shapes world (size %d, seed %d)", root, size, seed)

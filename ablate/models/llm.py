@@ -1,9 +1,8 @@
 """The LLM backbone: tokenizers and HF causal LMs, from local weights or random init, never downloaded.
 
 ``build_tokenizer(llm_cfg)`` returns the tokenizer the data pipeline and the VLM share: from ``llm.path`` /
-the local HF cache (``local_files_only``), or ``synthetic-bpe``, a byte-level BPE trained in-process on a
-fixed built-in corpus of the synthetic shapes world (identical in every process, so data workers, trainer
-ranks and evaluators agree on ids without any file).  A PAD token is added when missing (as Prismatic).
+the local HF cache (``local_files_only``), or the in-process tokenizer that ``llm.tokenizer`` names (built
+with no files, identical in every process).  A PAD token is added when missing (as Prismatic).
 
 ``build_llm(llm_cfg, tokenizer)`` returns the HF causal LM with its input/output embeddings resized to cover
 the tokenizer, padded to a multiple of ``llm.pad_to_multiple_of`` (new rows drawn as the model's own init, not
@@ -19,29 +18,18 @@ load: a mismatch is a one-line :class:`SpecMismatchError` naming the LM, the fie
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from ablate.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 PAD_TOKEN = "<pad>"
-SYNTHETIC_BPE = "synthetic-bpe"
-SYNTHETIC_VOCAB_SIZE = 1024
-SYNTHETIC_SPECIALS = ("<s>", "</s>", PAD_TOKEN, "<unk>")
-# A Vicuna-style chat template so `prompt_format=tokenizer` also works with the synthetic tokenizer.
-SYNTHETIC_CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}USER: {{ m['content'] }} ASSISTANT:"
-    "{% else %} {{ m['content'] }}{{ eos_token }}{% endif %}{% endfor %}"
-)
-
-
 class WeightsNotFoundError(FileNotFoundError):
     """Pretrained weights are not on this machine (nothing is ever downloaded)."""
 
@@ -54,75 +42,6 @@ class SpecMismatchError(ConfigError):
 SPEC_FIELDS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                "num_key_value_heads", "vocab_size", "rope_theta", "max_position_embeddings", "tie_word_embeddings")
 TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-def _synthetic_corpus() -> list[str]:
-    """The fixed training text of the synthetic tokenizer: the shapes world's words and prompt scaffolding."""
-    colours = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black", "gray", "grey", "pink",
-               "brown", "cyan", "magenta"]
-    shapes = ["circle", "square", "triangle", "rectangle", "star", "ellipse", "hexagon", "diamond", "cross",
-              "shape", "shapes", "object", "objects"]
-    numbers = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-               "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
-               "twenty"]
-    spatial = ["left", "right", "above", "below", "top", "bottom", "center", "centre", "middle", "next to",
-               "corner", "edge", "inside", "outside", "behind", "in front of", "near", "far", "on", "under",
-               "between", "upper", "lower", "small", "large", "big", "tiny"]
-    scaffolding = [
-        "In:", "Out:", "USER:", "ASSISTANT:", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<image>",
-        "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
-        "detailed, and polite answers to the user's questions.",
-        "Answer the question using a single word or phrase.", "Answer with the option's letter from the given "
-        "choices directly.", "Please provide the bounding box coordinate of the region this sentence describes:",
-        "Is there a", "in the image?", "Please answer yes or no.", "How many", "are there?", "What color is the",
-        "What colour is the", "Where is the", "Which shape is", "Describe the image.", "The image shows",
-        "There is a", "There are", "Is the statement true or false?", "True", "False", "yes", "no", "Yes", "No",
-        "A", "B", "C", "D", "answer", "question", "image", "picture", "of", "the", "a", "an", "and", "is",
-        "are", "with", "to", "what", "which", "how", "many",
-    ]
-    lines = list(scaffolding)
-    for i, colour in enumerate(colours):
-        for j, shape in enumerate(shapes):
-            where = spatial[(i + j) % len(spatial)]
-            count = numbers[(i * 3 + j) % len(numbers)]
-            lines.append(f"There is a {colour} {shape} at the {where} of the image.")
-            lines.append(f"How many {colour} {shape}s are there? {count} ({(i + j) % 21})")
-            lines.append(f"Is there a {colour} {shape} {where} the {shapes[(j + 1) % len(shapes)]}? "
-                         f"{'yes' if (i + j) % 2 else 'no'}")
-    lines.extend(f"{n} {w}" for n, w in enumerate(numbers))
-    for k in range(200):  # box coordinate strings as the referring-expression tasks print them
-        a, b, c, d = ((k * 37 + m * 13) % 100 for m in range(4))
-        lines.append(f"[0.{a:02d}, 0.{b:02d}, 0.{c:02d}, 0.{d:02d}]")
-    lines.extend(" ".join(spatial[i:i + 5]) for i in range(len(spatial)))
-    return lines
-
-
-@functools.cache
-def _synthetic_tokenizer_json() -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=SYNTHETIC_VOCAB_SIZE, min_frequency=2, show_progress=False,
-                                  special_tokens=list(SYNTHETIC_SPECIALS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(_synthetic_corpus(), trainer=trainer)
-    bos_id = tok.token_to_id("<s>")
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", bos_id)])
-    return tok.to_str()
-
-
-def synthetic_tokenizer() -> PreTrainedTokenizerFast:
-    """The deterministic in-process byte-level BPE (BOS ``<s>``, EOS ``</s>``, PAD ``<pad>``)."""
-    from tokenizers import Tokenizer
-
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(_synthetic_tokenizer_json()),
-                                        bos_token="<s>", eos_token="</s>", pad_token=PAD_TOKEN,
-                                        unk_token="<unk>", padding_side="right")
-    tokenizer.chat_template = SYNTHETIC_CHAT_TEMPLATE
-    return tokenizer
 
 
 def weights_source(llm_cfg: Any) -> str:
@@ -149,13 +68,20 @@ def _load_local(loader: Any, source: str, what: str, llm_id: str, **kwargs: Any)
         ) from None
 
 
+def in_process_tokenizer(llm_cfg: Any) -> Any:
+    """The tokenizer named by ``llm.tokenizer`` (built in-process, no files)."""
+    from ablate.shapes.tokenizer import TOKENIZER_ID, shapes_tokenizer
+
+    if llm_cfg.tokenizer != TOKENIZER_ID:
+        raise ValueError(f"llm.tokenizer: invalid value {llm_cfg.tokenizer!r}; allowed: {TOKENIZER_ID}, null "
+                         "(= the tokenizer saved with the weights)")
+    return shapes_tokenizer()
+
+
 def build_tokenizer(llm_cfg: Any) -> Any:
     """The tokenizer of ``llm_cfg`` with a PAD token (added when missing)."""
-    if llm_cfg.tokenizer == SYNTHETIC_BPE:
-        return synthetic_tokenizer()
     if llm_cfg.tokenizer not in (None, ""):
-        raise ValueError(f"llm.tokenizer: invalid value {llm_cfg.tokenizer!r}; allowed: {SYNTHETIC_BPE}, null "
-                         "(= the tokenizer saved with the weights)")
+        return in_process_tokenizer(llm_cfg)
     tokenizer = _load_local(AutoTokenizer, weights_source(llm_cfg), "tokenizer", llm_cfg.id)
     pad = _get(llm_cfg, "pad_token")
     if pad and tokenizer.pad_token != pad:  # Prismatic adds its PAD token whatever the tokenizer has

@@ -441,12 +441,12 @@ def tiny_weights_file(b: Any, weights_dir: str | None) -> Path | None:
 
 
 def load_branch_weights(branch: nn.Module, path: Path, what: str) -> None:
-    """Load a branch's safetensors state dict (saved by ``ablate.train.pretrain_tiny``); every key must match."""
+    """Load a branch's safetensors state dict (saved by ``ablate.shapes.pretrain``); every key must match."""
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise WeightsNotFoundError(f"{what}: weights file {str(path)!r} does not exist (expected a safetensors "
-                                   "state dict of the branch, as ablate.train.pretrain_tiny saves)")
+                                   "state dict of the branch, as ablate.shapes.pretrain saves)")
     state = load_file(str(path))
     missing, unexpected = branch.load_state_dict(state, strict=False)
     if missing or unexpected:

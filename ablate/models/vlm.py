@@ -362,18 +362,12 @@ def meta_llm(llm_cfg: Any) -> nn.Module:
     ``llm.path`` is built from the config file there)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ablate.models.llm import (
-        SYNTHETIC_BPE,
-        llm_config,
-        padded_vocab_size,
-        synthetic_tokenizer,
-        weights_source,
-    )
+    from ablate.models.llm import in_process_tokenizer, llm_config, padded_vocab_size, weights_source
 
     if llm_cfg.random_init is None and llm_cfg.get("spec") is None:
         config = AutoConfig.from_pretrained(weights_source(llm_cfg), local_files_only=True)
     else:
-        tokenizer = synthetic_tokenizer() if llm_cfg.tokenizer == SYNTHETIC_BPE else None
+        tokenizer = in_process_tokenizer(llm_cfg) if llm_cfg.tokenizer else None
         vocab = padded_vocab_size(tokenizer, llm_cfg.pad_to_multiple_of) if tokenizer is not None else None
         config = llm_config(llm_cfg, vocab, tokenizer)
     with torch.device("meta"):

@@ -24,8 +24,8 @@ from ablate.data.llava import (
     collate,
     read_records,
 )
-from ablate.models.llm import synthetic_tokenizer
 from ablate.models.prompts import get_prompt_format
+from ablate.shapes.tokenizer import shapes_tokenizer
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -34,7 +34,7 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return synthetic_tokenizer()
+    return shapes_tokenizer()
 
 
 def _runs(labels: torch.Tensor) -> list[list[int]]:

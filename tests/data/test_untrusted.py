@@ -39,8 +39,8 @@ from ablate.data.untrusted import (
 from ablate.eval.benchmarks.base import BenchmarkFormatError
 from ablate.eval.benchmarks.closed_set import POPE
 from ablate.eval.benchmarks.grounding import RefCOCO
-from ablate.models.llm import synthetic_tokenizer
 from ablate.models.prompts import get_prompt_format
+from ablate.shapes.tokenizer import shapes_tokenizer
 
 
 def digest(root: Path) -> dict[str, str]:
@@ -207,7 +207,7 @@ def test_pixel_bomb_is_a_named_skip_or_fail(tmp_path: Path) -> None:
     bomb = huge_png(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 100
     Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
-    tok = synthetic_tokenizer()
+    tok = shapes_tokenizer()
     conv = (("user", "<image>\nWhat?"), ("assistant", "red"))
     records = [Record("ok", tmp_path / "ok.png", conv, "t", 0), Record("bomb", bomb, conv, "t", 1)]
     stats = DataStats()

@@ -232,7 +232,7 @@ DEMO_TEST_SIZE = ["data.synthetic.size=32", "train.max_steps=2", "eval.limit=4",
 @pytest.mark.slurm
 def test_demo_study_on_slurm_completes_and_resweep_submits_nothing(
         slurm_cluster: str, workspace: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ablate.data.synthetic import write_world
+    from ablate.shapes.world import write_world
 
     monkeypatch.delenv("ABLATE_JOB_BODY")  # the real body
     demo = REPO / "sweeps" / "demo.yaml"
@@ -296,7 +296,7 @@ def test_two_task_fsdp_run_matches_single_task_loss_curve(
     A short ``runtime.dist_timeout_s``: a rank that dies or never joins makes the job fail (srun
     --kill-on-bad-exit ends the other task) well inside the wait below, and a failed job fails the test at
     once with squeue/sacct and every task's log in the message."""
-    from ablate.data.synthetic import write_world
+    from ablate.shapes.world import write_world
 
     monkeypatch.delenv("ABLATE_JOB_BODY")
     write_world(workspace / "data" / "shapes", 32, 0)
@@ -360,7 +360,7 @@ def test_real_body_requeued_mid_training_ends_with_uninterrupted_parameters(
         slurm_cluster: str, workspace: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """`scontrol requeue` of the REAL job body mid-training: it resumes from its checkpoint, reaches the
     parameters of an uninterrupted run of the same config, and MLflow holds one run for it."""
-    from ablate.data.synthetic import write_world
+    from ablate.shapes.world import write_world
     from ablate.train.loop import train
 
     monkeypatch.delenv("ABLATE_JOB_BODY")

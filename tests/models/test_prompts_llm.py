@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from tiny_configs import tiny_cfg
 
-from ablate.models.llm import WeightsNotFoundError, _synthetic_tokenizer_json, build_llm, build_tokenizer
+from ablate.models.llm import WeightsNotFoundError, build_llm, build_tokenizer
 from ablate.models.prompts import IGNORE_INDEX, get_prompt_format, tokenize_conversation
 from ablate.models.registry import list_prompt_formats
+from ablate.shapes.tokenizer import tokenizer_json
 
 CONV = [("user", "<image>\nWhat colour is the circle?"), ("assistant", "red"),
         ("user", "How many shapes?"), ("assistant", "three")]
@@ -82,7 +83,7 @@ def test_unknown_prompt_format_lists_known():
 
 
 def test_synthetic_tokenizer_is_deterministic_and_covers_the_shapes_world(tokenizer):
-    assert _synthetic_tokenizer_json.__wrapped__() == _synthetic_tokenizer_json()
+    assert tokenizer_json.__wrapped__() == tokenizer_json()
     assert (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) == ("<s>", "</s>", "<pad>")
     for word in (" red", " circle", " triangle", " left"):
         assert len(tokenizer(word, add_special_tokens=False)["input_ids"]) == 1, word

@@ -95,15 +95,15 @@ def test_skeleton_has_no_parameter_memory_and_keeps_buffers() -> None:
 # ------------------------------------------------------------------------------------------- data workers
 def _dataset(tmp_path: Path, on_bad: str) -> Any:
     from ablate.data.llava import LlavaDataset, Record
-    from ablate.models.llm import synthetic_tokenizer
     from ablate.models.prompts import get_prompt_format
+    from ablate.shapes.tokenizer import shapes_tokenizer
 
     (tmp_path / "ok.jpg").parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(tmp_path / "ok.jpg")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
     conv = (("user", "<image>\nWhat?"), ("assistant", "red"))
     records = [Record(f"ex{i}", tmp_path / ("bad.jpg" if i == 5 else "ok.jpg"), conv, "t", i) for i in range(8)]
-    tok = synthetic_tokenizer()
+    tok = shapes_tokenizer()
 
     def to_tensor(img: Image.Image) -> torch.Tensor:
         return torch.from_numpy(np.asarray(img.resize((8, 8)), dtype=np.float32)).permute(2, 0, 1)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEMO_STUDY = Path(__file__).resolve().parent.parent / "sweeps" / "demo.yaml"
+DEMO_STUDY = Path(__file__).resolve().parents[2] / "sweeps" / "demo.yaml"
 
 # Per size: the shapes world's size, overrides applied to every point, and how many seeds of the study to run.
 SIZES: dict[str, dict[str, Any]] = {
@@ -60,7 +60,7 @@ def world_dir(out: Path, size: str) -> Path:
 def ensure_demo_pretrained(points: list[Any], out: Path, size: str) -> Path:
     """Pretrain (once) the tiny vision configs and the tiny LM the study's points start from."""
     from ablate.design import compose
-    from ablate.train.pretrain_tiny import ensure_pretrained
+    from ablate.shapes.pretrain import ensure_pretrained
 
     target = pretrained_dir(out, size)
     if not (target / "DONE").exists():
@@ -132,11 +132,11 @@ def summary_table(tests: Any) -> Any:
 
 
 def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "local") -> int:
-    from ablate.data.synthetic import crop_cut_fraction, format_crop_cut, write_world
     from ablate.design import expand, load_study
     from ablate.launch import submit_study
     from ablate.report import write_report
     from ablate.results import collect
+    from ablate.shapes.world import crop_cut_fraction, format_crop_cut, write_world
 
     out = Path(out).resolve()
     t0 = time.perf_counter()

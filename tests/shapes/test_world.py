@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ablate.data.synthetic import (
-    COLORS,
-    GRID,
+from ablate.shapes.scene import COLORS, GRID
+from ablate.shapes.world import (
     center_crop_window,
     cli_synth,
     crop_cut_fraction,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.data.synthetic import Item, Scene
 from ablate.models.registry import IMAGE_TRANSFORMS
-from ablate.train.pretrain_tiny import LABELS, label_masks, patch_targets
+from ablate.shapes.pretrain import LABELS, label_masks, patch_targets
+from ablate.shapes.scene import Item, Scene
 
 
 def _one_object_scene(x1: int, shape: str = "square", side: int = 48) -> Scene:
@@ -45,7 +45,7 @@ def test_an_edge_object_has_no_patch_labels_after_resize_crop(image_id, kept):
 def test_pretrained_towers_are_saved_per_branch_and_loaded_through_weights_dir(tmp_path: Path):
     from ablate.design import compose
     from ablate.models.vision import build_vision
-    from ablate.train.pretrain_tiny import pretrain_vision
+    from ablate.shapes.pretrain import pretrain_vision
 
     cfg = compose(["vision=tiny-dinosiglip"]).vision
     metrics = pretrain_vision(cfg, tmp_path, steps=4, batch=4, log=lambda _: None)
@@ -65,7 +65,7 @@ def test_pretrained_towers_are_saved_per_branch_and_loaded_through_weights_dir(t
 def test_missing_or_mismatched_tower_weights_name_the_file(tmp_path: Path):
     from ablate.design import compose
     from ablate.models.vision import WeightsNotFoundError, build_vision
-    from ablate.train.pretrain_tiny import pretrain_vision
+    from ablate.shapes.pretrain import pretrain_vision
 
     cfg = compose(["vision=tiny-clip"]).vision
     cfg.weights_dir = str(tmp_path)
@@ -81,7 +81,7 @@ def test_missing_or_mismatched_tower_weights_name_the_file(tmp_path: Path):
 def test_pretrained_llm_loads_through_llm_path_with_the_same_logits(tmp_path: Path):
     from ablate.design import compose
     from ablate.models.llm import build_llm, build_tokenizer
-    from ablate.train.pretrain_tiny import pretrain_llm
+    from ablate.shapes.pretrain import pretrain_llm
 
     cfg = compose(["llm=tiny-llama"]).llm
     metrics = pretrain_llm(cfg, tmp_path / "lm", steps=3, batch=4, log=lambda _: None)
@@ -97,12 +97,12 @@ def test_pretrained_llm_loads_through_llm_path_with_the_same_logits(tmp_path: Pa
 def test_scene_in_words_asks_presence_answered_by_the_listed_objects():
     import re
 
-    from ablate.data.synthetic import _train_scene
-    from ablate.train.pretrain_tiny import in_words, scene_in_words
+    from ablate.shapes.pretrain import in_words, scene_in_words
+    from ablate.shapes.training import train_scene
 
     rng = random.Random(3)
     for _ in range(200):
-        scene = _train_scene(rng)
+        scene = train_scene(rng)
         conv = scene_in_words(scene, rng)
         assert conv[0][1].startswith(in_words(scene) + "\n") and "<image>" not in conv[0][1]
         assert [role for role, _ in conv] == ["user", "assistant"] * 3
@@ -114,12 +114,13 @@ def test_scene_in_words_asks_presence_answered_by_the_listed_objects():
 
 
 def test_hard_presence_negatives_share_a_colour_or_a_shape_with_a_present_object():
-    from ablate.data.synthetic import _train_scene, qa_presence
+    from ablate.shapes.questions import qa_presence
+    from ablate.shapes.training import train_scene
 
     rng = random.Random(5)
     shares = {True: 0, False: 0}
     for _ in range(300):
-        scene = _train_scene(rng)
+        scene = train_scene(rng)
         for hard in (True, False):
             colour, shape = qa_presence(scene, rng, positive=False, hard=hard).question.split()[3:5]
             assert scene.find(f"{colour} {shape}") is None
@@ -129,7 +130,7 @@ def test_hard_presence_negatives_share_a_colour_or_a_shape_with_a_present_object
 
 def test_ensure_pretrained_trains_once(tmp_path: Path):
     from ablate.design import compose
-    from ablate.train.pretrain_tiny import ensure_pretrained
+    from ablate.shapes.pretrain import ensure_pretrained
 
     vision = [compose(["vision=tiny-clip"]).vision]
     llm = compose(["llm=tiny-llama"]).llm
@@ -142,7 +143,7 @@ def test_ensure_pretrained_trains_once(tmp_path: Path):
 
 def test_ensure_pretrained_rejects_an_arch_in_two_vision_configs(tmp_path: Path):
     from ablate.design import compose
-    from ablate.train.pretrain_tiny import ensure_pretrained
+    from ablate.shapes.pretrain import ensure_pretrained
 
     clip = compose(["vision=tiny-clip"]).vision
     other = compose(["vision=tiny-clip"]).vision

@@ -31,18 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ablate.data.synthetic import (
-    COLORS,
-    SHAPES,
-    Scene,
-    _train_scene,
-    draw_object,
-    draw_word,
-    instruct_turn,
-    qa_presence,
-    render,
-)
 from ablate.models.registry import IMAGE_TRANSFORMS
+from ablate.shapes.questions import instruct_turn, qa_presence
+from ablate.shapes.scene import COLORS, SHAPES, Scene, draw_object, draw_word, render
+from ablate.shapes.training import train_scene
 
 LABELS = (*COLORS, *SHAPES, "word")  # per-patch targets of the vision probe
 IMAGE_IDS = ("letterbox", "resize-naive", "resize-crop")
@@ -111,7 +103,7 @@ def pretrain_vision(vision_cfg: Any, out: str | Path, *, steps: int = 600, batch
     patch = int(vision_cfg.image_size) // vision.grid
 
     def sample(n: int) -> tuple[Any, torch.Tensor]:
-        scenes = [_train_scene(rng) for _ in range(n)]
+        scenes = [train_scene(rng) for _ in range(n)]
         image_id = rng.choice(IMAGE_IDS)
         pixels = transforms[image_id]([render(s) for s in scenes])
         geometry = IMAGE_TRANSFORMS.get(image_id)
@@ -193,14 +185,14 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
     max_length = int(llm_cfg.max_length)
 
     def sample(n: int) -> dict[str, Any]:
-        rows = [tokenize_conversation(tokenizer, fmt, scene_in_words(_train_scene(rng), rng)) for _ in range(n)]
+        rows = [tokenize_conversation(tokenizer, fmt, scene_in_words(train_scene(rng), rng)) for _ in range(n)]
         return collate([Example(f"words-{i}", torch.tensor(ids[:max_length]), torch.tensor(labels[:max_length]),
                                 None, False) for i, (ids, labels) in enumerate(rows)], int(tokenizer.pad_token_id))
 
     held_out = [sample(batch) for _ in range(8)]
     probe_rows = []  # POPE-style binding in words: the scene + a presence question with hard negatives
     for _ in range(128):
-        scene = _train_scene(rng)
+        scene = train_scene(rng)
         question, answer = instruct_turn(qa_presence(scene, rng, hard=True), rng)
         ids, labels = tokenize_conversation(tokenizer, fmt, [("user", f"{in_words(scene)}\n{question}"),
                                                              ("assistant", answer)])
