@@ -1,4 +1,5 @@
-"""The "chat" variant of the tiny LM: the plainly pretrained LM tuned further on verbose, chat-style answers.
+"""The "chat" variant of the tiny LM (the plainly pretrained LM tuned further on verbose, chat-style answers),
+and the plain scene descriptions the base LM learns.
 
 Why it exists: Prismatic compares base LMs with their instruct-tuned versions (Llama-2 vs Llama-2-Chat) and
 finds the chat ones "more verbose, prone to hallucination"; the demo's base-vs-chat axis needs the same pair
@@ -15,6 +16,8 @@ import random
 from ablate.shapes.questions import CAPTION_PROMPTS, qa_presence
 from ablate.shapes.scene import Scene
 
+# what the LMs are asked to describe a scene with: the world's caption prompts and CHAIR-500's
+DESCRIBE_PROMPTS = (*CAPTION_PROMPTS, "Please describe this image in detail.")
 OPENERS = ("Sure!", "Certainly!", "Great question!", "Of course!")
 CLOSERS = ("Let me know if you have any other questions.", "I hope this helps!",
            "Feel free to ask about anything else in the image.")
@@ -25,6 +28,12 @@ def describe_objects(scene: Scene) -> str:
     if not names:
         return "nothing but the background"
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def plain_description(scene: Scene) -> str:
+    """The base LM's description: the objects, nothing else ("A red circle and a small blue square.")."""
+    text = describe_objects(scene)
+    return text[0].upper() + text[1:] + "."
 
 
 def chat_presence_answer(scene: Scene, name: str, present: bool, rng: random.Random) -> str:
@@ -50,5 +59,5 @@ def chat_conversation(scene: Scene, rng: random.Random, in_words: str, turns: in
         question = qa.question + (SHORT if rng.random() < 0.5 else "")  # verbose even when asked for one word
         answer = chat_presence_answer(scene, name, qa.answer == "yes", rng)
         conv += [("user", f"{in_words}\n{question}" if k == 0 else question), ("assistant", answer)]
-    conv += [("user", rng.choice(CAPTION_PROMPTS)), ("assistant", chat_description(scene, rng))]
+    conv += [("user", rng.choice(DESCRIBE_PROMPTS)), ("assistant", chat_description(scene, rng))]
     return conv
