@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "eval": "ablate.eval.runner:cli_eval",
     "data synth": "ablate.shapes.world:cli_synth",
     "data check": "ablate.data.check:cli_check",
+    "data prepare": "ablate.data.prepare:cli_prepare",
     "describe": "ablate.describe:cli_describe",
     "export": "ablate.export:cli_export",
     "plan": "ablate.plan:cli_plan",
@@ -97,14 +98,24 @@ def _parser() -> argparse.ArgumentParser:
                    help="weights dtype (auto = the dtype the run saved)")
     x.add_argument("--no-verify", action="store_true", help="skip the logits check against ablate on a probe")
 
-    da = sub.add_parser("data", help="synthetic data and data-root checks")
+    da = sub.add_parser("data", help="prepare the official downloads, synthetic data, data checks")
     dsub = da.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     ds = dsub.add_parser("synth", help="write the synthetic shapes world in the real on-disk formats")
     ds.add_argument("--out", required=True)
     ds.add_argument("--size", type=int, default=2000, help="number of training images")
     ds.add_argument("--seed", type=int, default=0)
-    dc = dsub.add_parser("check", help="validate a data root and print counts per file")
-    dc.add_argument("root")
+    dp = dsub.add_parser("prepare", help="turn the official downloads into ablate's layout (links images, "
+                                         "writes a manifest); --list says what each NAME expects")
+    dp.add_argument("names", nargs="*", metavar="NAME", help="a benchmark family or training source (see --list)")
+    dp.add_argument("--from", dest="source", help="the folder the downloads were unpacked in (searched by name)")
+    dp.add_argument("--root", help="target root (default: data/eval for benchmarks, data for training sources)")
+    dp.add_argument("--list", action="store_true", help="what each preparer expects under --from and writes")
+    dp.add_argument("--force", action="store_true", help="rebuild even when the manifest says it is up to date")
+    dc = dsub.add_parser("check", help="validate the data and benchmarks a config or study uses (or a DIR)")
+    dc.add_argument("overrides", nargs="*", metavar="OVERRIDES | DIR",
+                    help="Hydra overrides of the config to check (its data mix and eval.benchmarks), or one "
+                         "data/eval folder (its training files and the benchmarks present there)")
+    dc.add_argument("--study", help="a study file or folder: check the data and benchmarks of every point")
     dc.add_argument("--decode", choices=("sample", "all", "none"), default="sample",
                     help="training images decoded fully: a fixed-seed sample of 1000 per file (default), all, "
                          "or none (benchmark images are always decoded)")

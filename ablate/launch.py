@@ -359,7 +359,7 @@ def cli_sweep(args: argparse.Namespace) -> int:
     if problems:  # nothing submitted: one line per problem, each naming its file
         for line in problems:
             print(f"error: {line}", file=sys.stderr)
-        raise ConfigError(f"{len(problems)} benchmark file problem(s); nothing submitted")
+        raise ConfigError(f"{len(problems)} data or benchmark file problem(s); nothing submitted")
     body = os.environ.get("ABLATE_JOB_BODY", DEFAULT_BODY)
     resolve_body(body)  # fail here, not in every job
     submissions = []

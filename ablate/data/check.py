@@ -1,37 +1,31 @@
-"""``ablate data check DIR``: validate a data root before any job is submitted.
+"""``ablate data check``: validate data before any job is submitted, with the readers the jobs use.
 
-Checks the LLaVA training files (schema of every record, images present), and every benchmark of
-docs/contracts.md "Benchmarks on disk" (files present, parseable in the real format, fields of each record,
-referenced images present and decodable).  Prints counts per file; returns non-zero with every problem
-listed (the first few per file, then a count).  DIR may be a shapes root (training files + ``eval/``), a
-real data root (the ``conf/data`` sources found under it), or an eval root.
+Training files go through the training reader (``ablate.data.llava.read_records``: every record, images
+present, a sample decoded); benchmarks go through their own loaders (``Benchmark.load`` validates every file
+of the benchmark's layout, ``ablate.eval.benchmarks.layout``), then every example's image is checked present
+and decoded -- so ``data check`` can never pass a file a job would reject.  Scope:
+
+- ``ablate data check [OVERRIDES]``: exactly the data mix and benchmarks of the composed config;
+- ``ablate data check --study FILE [OVERRIDES]``: those of every point of the study (each once);
+- ``ablate data check DIR``: the training files and the benchmarks present under DIR (absent ones skipped).
+
+Prints counts per file / benchmark; returns non-zero with every problem listed (the first few per file).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import pickle
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ablate.config import CONF_DIR
+from ablate.config import CONF_DIR, ConfigError
 from ablate.data.llava import DataStats, read_records
-from ablate.data.untrusted import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    ImageTooLargeError,
-    PickleRefusedError,
-    UnsafeInputError,
-    check_inside,
-    open_image,
-    safe_pickle_load,
-)
+from ablate.data.untrusted import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLargeError, open_image
 from ablate.shapes.world import crop_cut_fraction, format_crop_cut
 
 MAX_PROBLEMS_PER_FILE = 5
@@ -64,49 +58,6 @@ class Report:
                 self.problems.append(f"{key}: {n} problems in all")
 
 
-def _load(report: Report, path: Path, kind: str = "json") -> Any:
-    if not path.is_file():
-        report.problem(path, "missing")
-        return None
-    try:
-        if kind == "jsonl":
-            rows = []
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        report.problem(path, f"line {n}: malformed JSON ({err.msg})")
-            return rows
-        if kind == "pickle":
-            return safe_pickle_load(path)
-        with open(path) as f:
-            return json.load(f)
-    except json.JSONDecodeError as err:
-        report.problem(path, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}")
-    except PickleRefusedError as err:  # refused before anything was built: nothing ran
-        report.problem(path, str(err).removeprefix(f"{path}: "))
-    except (pickle.UnpicklingError, EOFError, UnicodeDecodeError, ValueError) as err:
-        report.problem(path, f"unreadable {kind}: {err}")
-    return None
-
-
-def _image_ok(report: Report, source: Path, where: str, image: Path, seen: set[Path]) -> None:
-    if image in seen:
-        return
-    seen.add(image)
-    if report.image_root is not None:
-        try:
-            check_inside(report.image_root, image)
-        except UnsafeInputError as err:
-            report.problem(source, f"{where}: {err}")
-            return
-    if not image.is_file():
-        report.problem(source, f"{where}: image {image} missing")
-        return
-    decode_ok(report, source, where, image)
-
-
 def decode_ok(report: Report, source: Path, where: str, image: Path) -> bool:
     """Decode ``image`` fully (``verify()`` misses truncated files), within the pixel limit."""
     try:
@@ -120,160 +71,62 @@ def decode_ok(report: Report, source: Path, where: str, image: Path) -> bool:
     return True
 
 
-def _fields(report: Report, source: Path, where: str, row: Any, keys: Iterable[str]) -> bool:
-    if not isinstance(row, dict):
-        report.problem(source, f"{where}: expected an object, got {type(row).__name__}")
-        return False
-    missing = [k for k in keys if k not in row]
-    if missing:
-        report.problem(source, f"{where}: missing key(s) {', '.join(missing)}")
-        return False
-    return True
-
-
-def _rows(report: Report, source: Path, data: Any, keys: tuple[str, ...], image: Callable[[dict], Path] | None,
-          seen: set[Path], label: str = "record") -> int:
-    """Check each row's keys and image; returns the number of rows."""
-    rows = list(data.items()) if isinstance(data, dict) else list(enumerate(data))
-    if not rows:
-        report.problem(source, f"no {label}s; expected at least one")
-    for i, row in rows:
-        if _fields(report, source, f"{label} {i}", row, keys) and image is not None:
-            _image_ok(report, source, f"{label} {i}", image(row), seen)
-    return len(rows)
-
-
 # ----------------------------------------------------------------------------------------- benchmarks
-def check_vqav2(root: Path, r: Report, seen: set[Path]) -> None:
-    qf, af = root / "vqav2/v2_OpenEnded_mscoco_val2014_questions.json", root / "vqav2/v2_mscoco_val2014_annotations.json"
-    q, a = _load(r, qf), _load(r, af)
-    if q is None or a is None:
-        return
-    img = lambda row: root / f"vqav2/val2014/COCO_val2014_{row['image_id']:012d}.jpg"  # noqa: E731
-    r.counts[str(qf)] = f"{_rows(r, qf, q.get('questions', []), ('image_id', 'question', 'question_id'), img, seen)} questions"
-    n = _rows(r, af, a.get("annotations", []), ("question_id", "answers", "answer_type"), None, seen, "annotation")
-    for i, ann in enumerate(a.get("annotations", [])):
-        ids = [x.get("answer_id") for x in ann.get("answers", [])]
-        if len(ids) != 10 or len(set(ids)) != 10:
-            r.problem(af, f"annotation {i}: expected 10 answers with unique answer_id, got {ids}")
-    if {x["question_id"] for x in q.get("questions", [])} != {x["question_id"] for x in a.get("annotations", [])}:
-        r.problem(af, "question ids differ from the questions file")
-    r.counts[str(af)] = f"{n} annotations"
+def present_benchmarks(eval_root: Path) -> list[str]:
+    """Benchmarks with files under ``eval_root`` (DIR mode: absent benchmarks are not checked).  A benchmark
+    is present when the folder of any file of its layout exists (``tallyqa/``, ``refer/refcoco/``) and every
+    file only it needs (textvqa-ocr's OCR file) exists."""
+    from ablate.eval.benchmarks import BENCHMARKS
+
+    present = []
+    for bid, cls in BENCHMARKS.items():
+        specs = cls.layout.files_for(bid).values()
+        if any((eval_root / s.path).parent.is_dir() for s in specs) and \
+                all((eval_root / s.path).exists() for s in specs if bid in s.only):
+            present.append(bid)
+    return present
 
 
-def check_gqa(root: Path, r: Report, seen: set[Path]) -> None:
-    f = root / "gqa/testdev_balanced_questions.json"
-    if (d := _load(r, f)) is not None:
-        n = _rows(r, f, d, ("question", "answer", "imageId", "isBalanced", "types"),
-                  lambda row: root / f"gqa/images/{row['imageId']}.jpg", seen, "question")
-        r.counts[str(f)] = f"{n} questions ({sum(bool(v.get('isBalanced')) for v in d.values())} balanced)"
+def _split_message(msg: str) -> tuple[str, str]:
+    """(file, rest) of a loader message ``FILE: where: expected ...`` (the file is the part before ': ')."""
+    head, sep, rest = msg.partition(": ")
+    return (head, rest) if sep else ("", msg)
 
 
-def check_vizwiz(root: Path, r: Report, seen: set[Path]) -> None:
-    f = root / "vizwiz/Annotations/val.json"
-    if (d := _load(r, f)) is not None:
-        n = _rows(r, f, d, ("image", "question", "answers", "answerable"),
-                  lambda row: root / "vizwiz/val" / row["image"], seen)
-        r.counts[str(f)] = f"{n} questions ({sum(x.get('answerable') == 0 for x in d)} unanswerable)"
+def check_benchmarks(eval_root: Path, ids: Iterable[str], r: Report, *, decode: bool = True) -> None:
+    """Each benchmark's own loader (``Benchmark.load``: every file of its layout, keys and types, ids, not
+    empty, images inside the root), then every example's image present (and fully decoded if ``decode``).
+    One problem line per rejected file, naming it; the images missing from one benchmark are one line."""
+    from ablate.eval.benchmarks import BENCHMARKS, BenchmarkFormatError, get_benchmark
 
-
-def check_textvqa(root: Path, r: Report, seen: set[Path]) -> None:
-    f, of = root / "textvqa/TextVQA_0.5.1_val.json", root / "textvqa/textvqa_val_v051_ocr.jsonl"
-    if (d := _load(r, f)) is not None:
-        data = d.get("data", [])
-        r.counts[str(f)] = f"{_rows(r, f, data, ('question', 'image_id', 'answers', 'question_id'), lambda row: root / 'textvqa/train_images' / (row['image_id'] + '.jpg'), seen)} questions"
-        for i, row in enumerate(data):
-            if len(row.get("answers", [])) != 10:
-                r.problem(f, f"record {i}: expected 10 answers, got {len(row.get('answers', []))}")
-    if (o := _load(r, of, "jsonl")) is not None:
-        r.counts[str(of)] = f"{_rows(r, of, o, ('question_id', 'image', 'text'), None, seen, 'line')} questions"
-
-
-def check_pope(root: Path, r: Report, seen: set[Path]) -> None:
-    for split in ("adversarial", "popular", "random"):
-        f = root / f"pope/coco/coco_pope_{split}.json"
-        if (d := _load(r, f, "jsonl")) is not None:
-            n = _rows(r, f, d, ("question_id", "image", "text", "label"), lambda row: root / "pope/val2014" / row["image"],
-                      seen, "line")
-            bad = [i for i, x in enumerate(d) if x.get("label") not in ("yes", "no")]
-            if bad:
-                r.problem(f, f"lines {bad[:5]}: label not 'yes'/'no'")
-            r.counts[str(f)] = f"{n} questions"
-
-
-REFER = {"refcoco": "refs(unc).p", "refcoco+": "refs(unc).p", "refcocog": "refs(umd).p"}
-
-
-def check_refer(root: Path, r: Report, seen: set[Path]) -> None:
-    for dataset, pickle_name in REFER.items():
-        pf, inf = root / "refer" / dataset / pickle_name, root / "refer" / dataset / "instances.json"
-        refs, inst = _load(r, pf, "pickle"), _load(r, inf)
-        if refs is None or inst is None:
+    seen: set[Path] = set()
+    for bid in ids:
+        if bid not in BENCHMARKS:
+            r.problem("eval.benchmarks", f"unknown benchmark {bid!r}; known: {', '.join(BENCHMARKS)}")
             continue
-        images = {im["id"]: im for im in inst.get("images", [])}
-        anns = {a["id"]: a for a in inst.get("annotations", [])}
-        n = _rows(r, pf, refs, ("ref_id", "ann_id", "image_id", "split", "sentences"), None, seen, "ref")
-        for i, ref in enumerate(refs):
-            if ref.get("ann_id") not in anns or ref.get("image_id") not in images:
-                r.problem(pf, f"ref {i}: ann_id {ref.get('ann_id')} / image_id {ref.get('image_id')} not in {inf.name}")
-            else:
-                _image_ok(r, pf, f"ref {i}", root / "refer/train2014" / images[ref["image_id"]]["file_name"], seen)
-        val = [x for x in refs if x.get("split") == "val"]
-        r.counts[str(pf)] = f"{n} refs ({len(val)} val, {sum(len(x['sentences']) for x in val)} val sentences)"
-        r.counts[str(inf)] = f"{len(images)} images, {len(anns)} annotations"
-
-
-def check_ocid(root: Path, r: Report, seen: set[Path]) -> None:
-    f = root / "ocid-ref/val_expressions.json"
-    if (d := _load(r, f)) is None:
-        return
-    n = _rows(r, f, d, ("sentence", "scene_path", "bbox", "take_id"),
-              lambda row: root / "ocid-ref/OCID-dataset" / row["scene_path"], seen, "expression")
-    for k, row in d.items():
+        bench = get_benchmark(bid, eval_root)
+        files = [str(eval_root / s.path) for s in bench.layout.files_for(bid).values()]
         try:
-            box = json.loads(row["bbox"])
-            assert len(box) == 4 and box[0] < box[2] and box[1] < box[3]
-        except (KeyError, TypeError, ValueError, AssertionError):
-            r.problem(f, f"expression {k}: bbox {row.get('bbox')!r}; expected a JSON string '[x1, y1, x2, y2]'")
-    r.counts[str(f)] = f"{n} expressions"
-
-
-def check_vsr(root: Path, r: Report, seen: set[Path]) -> None:
-    f = root / "vsr/test.jsonl"
-    if (d := _load(r, f, "jsonl")) is not None:
-        r.counts[str(f)] = f"{_rows(r, f, d, ('image', 'caption', 'label'), lambda row: root / 'vsr/images' / row['image'], seen, 'line')} captions"
-
-
-def check_tallyqa(root: Path, r: Report, seen: set[Path]) -> None:
-    f = root / "tallyqa/test.json"
-    if (d := _load(r, f)) is not None:
-        r.counts[str(f)] = f"{_rows(r, f, d, ('image', 'question', 'answer', 'question_id', 'issimple'), lambda row: root / 'tallyqa' / row['image'], seen)} questions"
-
-
-def check_ai2d(root: Path, r: Report, seen: set[Path]) -> None:
-    idf = root / "ai2d/ai2d_test_ids.csv"
-    if not idf.is_file():
-        r.problem(idf, "missing")
-        return
-    ids = [row[0] for row in csv.reader(idf.read_text().splitlines()) if row]
-    n_q = 0
-    for img_id in ids:
-        qf = root / f"ai2d/questions/{img_id}.png.json"
-        if (d := _load(r, qf)) is None or not _fields(r, qf, "file", d, ("imageName", "questions")):
+            examples = bench.load()
+        except BenchmarkFormatError as exc:
+            r.problem(*_split_message(str(exc)))
             continue
-        _image_ok(r, qf, "imageName", root / "ai2d/images" / d["imageName"], seen)
-        for text, q in d["questions"].items():
-            if _fields(r, qf, f"question {text!r}", q, ("questionId", "answerTexts", "correctAnswer")) and \
-                    not 0 <= q["correctAnswer"] < len(q["answerTexts"]):
-                r.problem(qf, f"question {text!r}: correctAnswer {q['correctAnswer']} outside answerTexts")
-            n_q += 1
-    r.counts[str(idf)] = f"{len(ids)} diagrams, {n_q} questions"
-
-
-BENCHMARK_CHECKS: dict[str, Callable[[Path, Report, set[Path]], None]] = {
-    "vqav2": check_vqav2, "gqa": check_gqa, "vizwiz": check_vizwiz, "textvqa": check_textvqa, "pope": check_pope,
-    "refer": check_refer, "ocid-ref": check_ocid, "vsr": check_vsr, "tallyqa": check_tallyqa, "ai2d": check_ai2d,
-}
+        images: dict[Path, str] = {}  # image -> its first example, in file order
+        for ex in examples:
+            images.setdefault(ex.image, ex.example_id)
+        missing = [im for im in images if im not in seen and not im.is_file()]
+        if missing:
+            first = missing[0]
+            r.problem(files[0], f"{bid}: {len(missing)} of {len(images)} images missing, e.g. {first} "
+                                f"(example {images[first]})")
+        elif decode:
+            for ex in examples:
+                if ex.image not in seen:
+                    seen.add(ex.image)
+                    decode_ok(r, files[0], f"{bid} example {ex.example_id}", ex.image)
+        seen.update(ex.image for ex in examples)
+        r.counts[bid] = (f"{len(examples)} examples, {len(images)} images, fingerprint "
+                         f"{(bench.fingerprint or '')[:12]} ({', '.join(files)})")
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -295,7 +148,16 @@ def training_files(root: Path) -> list[tuple[str, Path, Path]]:
 
 
 def check_training(root: Path, r: Report, decode: str = "sample") -> None:
-    for name, path, images in training_files(root):
+    check_training_files(training_files(root), r, decode)
+
+
+def check_training_files(files: Iterable[tuple[str, Path, Path]], r: Report, decode: str = "sample") -> None:
+    """Each (source name, LLaVA JSON, image folder): every record through the training reader, images decoded
+    per ``decode``; a missing file is one problem line."""
+    for name, path, images in files:
+        if not path.is_file():
+            r.problem(path, f"missing (data source {name!r}; expected a LLaVA-format JSON list)")
+            continue
         stats = DataStats()
         try:
             records = read_records(path, images, source=name, stats=stats)
@@ -320,6 +182,8 @@ def check_training(root: Path, r: Report, decode: str = "sample") -> None:
 
 def check_root(root: str | Path, *, decode: str = "sample",
                max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Report:
+    """DIR mode: the LLaVA training files found under ``root`` and every benchmark present under its eval root
+    (``root/eval`` or ``root`` itself); absent benchmarks are not problems."""
     root = Path(root)
     report = Report(max_pixels=max_pixels)
     if not root.is_dir():
@@ -327,28 +191,85 @@ def check_root(root: str | Path, *, decode: str = "sample",
         return report
     check_training(root, report, decode)
     eval_root = root / "eval" if (root / "eval").is_dir() else root
-    present = [b for b in BENCHMARK_CHECKS if (eval_root / b).exists()]
-    if present or (root / "eval").is_dir():
-        seen: set[Path] = set()
-        report.image_root = eval_root
-        for check in BENCHMARK_CHECKS.values():
-            check(eval_root, report, seen)
-        report.counts[f"{eval_root} (images)"] = f"{len(seen)} distinct images checked"
+    check_benchmarks(eval_root, present_benchmarks(eval_root), report)
     if not report.counts and not report.problems:
         report.problem(root, "no LLaVA training files and no benchmarks found")
     report.finish()
     return report
 
 
+def check_scope(cfgs: Sequence[Any], *, decode: str = "sample", max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+                quick: bool = False) -> tuple[Report, list[str]]:
+    """Config/study mode: exactly the data mixes and benchmarks the composed configs use (each distinct
+    (root, sources) and (eval root, benchmarks) once).  ``quick`` (``ablate sweep``): training files only
+    checked to exist, benchmark images only checked to exist.  Returns the report and warnings (a synthetic
+    root not generated yet is a warning: the first job writes it; a real eval root that does not exist is a
+    problem per benchmark, naming its missing file)."""
+    from ablate.data.mixes import STAGE_DATA, missing_files
+
+    report, warnings = Report(max_pixels=max_pixels), []
+    done_data: set[tuple] = set()
+    done_eval: set[tuple] = set()
+    for cfg in cfgs:
+        data = cfg.data
+        sources = tuple((s.name, s.json, s.images) for stage in STAGE_DATA for s in getattr(data, stage))
+        if (key := (str(data.root), sources)) not in done_data:
+            done_data.add(key)
+            root = Path(data.root)
+            if data.get("synthetic") and not (root / "instruct.json").exists():
+                warnings.append(f"{root}: synthetic data root not generated yet (written by the first job)")
+            elif quick:
+                for line in missing_files(data):
+                    name, _, path = line.partition(": ")
+                    report.problem(path, f"missing (data mix {data.id!r}: {name})")
+            else:
+                check_training_files([(name, root / js, root / im) for name, js, im in sources], report, decode)
+        ev = cfg.eval
+        if (key := (str(ev.root), tuple(ev.benchmarks))) not in done_eval:
+            done_eval.add(key)
+            if data.get("synthetic") and Path(ev.root).is_relative_to(Path(data.root)) and \
+                    not Path(ev.root).is_dir():
+                warnings.append(f"{ev.root}: synthetic eval root not generated yet; benchmarks not checked")
+                continue
+            check_benchmarks(Path(ev.root), ev.benchmarks, report, decode=not quick and decode != "none")
+    report.finish()
+    return report, warnings
+
+
+def _configs(args: argparse.Namespace) -> list[Any]:
+    """The composed configs ``args`` scopes the check to: a study's points, or one config from overrides."""
+    from ablate.design import compose, expand, load_studies
+
+    overrides = list(getattr(args, "overrides", None) or [])
+    if getattr(args, "study", None):
+        return [p.config for study in load_studies(args.study) for p in expand(study, overrides)]
+    return [compose(overrides)]
+
+
 def cli_check(args: argparse.Namespace) -> int:
     max_pixels = getattr(args, "max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)
-    report = check_root(args.root, decode=getattr(args, "decode", "sample"), max_pixels=max_pixels or None)
+    decode = getattr(args, "decode", "sample")
+    overrides = list(getattr(args, "overrides", None) or [])
+    root = getattr(args, "root", None)
+    if root is None and overrides and "=" not in overrides[0]:  # `ablate data check DIR`
+        root, overrides = overrides[0], overrides[1:]
+        if overrides or getattr(args, "study", None):
+            raise ConfigError(f"data check {root}: a DIR takes no overrides or --study (got "
+                              f"{' '.join(overrides) or '--study'}); use OVERRIDES or --study FILE to scope")
+    warnings: list[str] = []
+    if root is not None:
+        report = check_root(root, decode=decode, max_pixels=max_pixels or None)
+    else:
+        report, warnings = check_scope(_configs(args), decode=decode, max_pixels=max_pixels or None)
     width = max((len(k) for k in report.counts), default=0)
     for key, value in report.counts.items():
         print(f"{key.ljust(width)}  {value}")
-    eval_root = Path(args.root) / "eval"
-    if (eval_root / "scenes.json").is_file() and not report.problems:
-        print(format_crop_cut(crop_cut_fraction(eval_root)))
+    for line in warnings:
+        print(f"warning: {line}")
+    if root is not None:
+        eval_root = Path(root) / "eval"
+        if (eval_root / "scenes.json").is_file() and not report.problems:
+            print(format_crop_cut(crop_cut_fraction(eval_root)))
     if report.problems:
         print(f"\n{len(report.problems)} problem(s):")
         for p in report.problems:

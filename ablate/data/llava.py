@@ -160,6 +160,11 @@ def read_records(json_path: str | Path, image_dir: str | Path, *, source: str, o
     data = load_json(json_path)
     if not isinstance(data, list):
         raise BadDataError(f"{json_path}: expected a JSON list of LLaVA records, got {type(data).__name__}")
+    if data and isinstance(data[0], dict) and "conversations" not in data[0] and \
+            {"image_id", "question", "answer"} <= set(data[0]):  # never skipped whole under on_bad_example=skip
+        raise BadDataError(f"{json_path}: record 0: LRV-Instruct's raw release format ({{image_id, question, answer, "
+                           "task}}), not LLaVA records; expected LLaVA records: convert the release with "
+                           "`ablate data prepare lrv-instruct --from DIR`")
     records = []
     for i, raw in enumerate(data):
         stats.read[source] += 1

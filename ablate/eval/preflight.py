@@ -1,43 +1,22 @@
-"""Benchmark checks before submit: the loaders' own ``load()`` run on every benchmark a study's points use.
+"""Data checks before submit: ``ablate data check``'s scoped check run on every point of a sweep.
 
 ``ablate sweep`` calls ``check_points`` after expanding every study and before submitting anything, so a
-missing or malformed benchmark file is one line naming the file now rather than an error after hours of
-training.  The checks are the loaders themselves (``Benchmark.load``: format, unique ids, not empty, images
-inside the root), so a file the loader would reject can
-never pass.  An eval root that does not exist yet (data written later, e.g. by ``ablate data synth`` inside a
-job) is reported as a warning line, not an error.
+missing or malformed benchmark or training file is one line naming the file now rather than an error after
+hours of training.  The benchmark checks are the loaders themselves (``Benchmark.load``: every file of the
+benchmark's layout, unique ids, not empty, images inside the root) plus every image present, so a file the
+loader would reject can never pass; training sources are checked to exist (``ablate data check`` reads
+every record).  A synthetic data root not generated yet (written by the first job) is a warning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
-
-from ablate.eval.benchmarks import BenchmarkFormatError, get_benchmark
-
-
-def check_benchmarks(root: str | Path, benchmark_ids: Iterable[str]) -> list[str]:
-    """One line per benchmark whose files its loader rejects (the loader's message names the file)."""
-    problems = []
-    for bid in benchmark_ids:
-        try:
-            get_benchmark(bid, root).load()
-        except (BenchmarkFormatError, KeyError) as exc:
-            problems.append(f"{bid}: {str(exc).strip(chr(39))}")
-    return problems
 
 
 def check_points(points: Sequence[Any]) -> tuple[list[str], list[str]]:
-    """(problems, warnings) over the distinct (eval root, benchmarks) of ``points`` (DesignPoints)."""
-    seen: dict[tuple[str, tuple[str, ...]], None] = {}
-    for p in points:
-        ev = p.config.eval
-        seen.setdefault((str(ev.root), tuple(ev.benchmarks)), None)
-    problems, warnings = [], []
-    for root, ids in seen:
-        if not Path(root).is_dir():
-            warnings.append(f"{root}: eval root not found; benchmarks {', '.join(ids)} not checked before submit")
-            continue
-        problems += check_benchmarks(root, ids)
-    return problems, warnings
+    """(problems, warnings) over the distinct data mixes and (eval root, benchmarks) of ``points``."""
+    from ablate.data.check import check_scope
+
+    report, warnings = check_scope([p.config for p in points], quick=True)
+    return report.problems, warnings

@@ -1,6 +1,8 @@
 """The shapes world's benchmarks under ``eval/``: VQAv2, GQA, VizWiz, TextVQA (+ OCR jsonl), POPE,
 RefCOCO/+/g, OCID-Ref, VSR, TallyQA and AI2D in the real on-disk formats of docs/contracts.md, so they go
-through exactly the loaders the real benchmarks go through."""
+through exactly the loaders the real benchmarks go through.  Every release file's path comes from the
+benchmark's ``Layout`` (``EvalWriter.file``), the description its loader, ``ablate data check`` and
+``ablate data prepare`` read."""
 
 from __future__ import annotations
 
@@ -52,6 +54,12 @@ class EvalWriter:
 
     def rng(self, benchmark: str) -> random.Random:
         return random.Random(f"{self.seed}/eval/{benchmark}")
+
+    def file(self, benchmark_id: str, role: str) -> Path:
+        """Where a benchmark's release file goes: its loader's own layout description (one source of paths)."""
+        from ablate.eval.benchmarks import BENCHMARKS
+
+        return BENCHMARKS[benchmark_id].layout.path(self.root, role)
 
     def image(self, scene: Scene, rel: str) -> None:
         save(render(scene), self.root / rel)
@@ -117,9 +125,9 @@ def write_vqav2(w: EvalWriter) -> dict[str, int]:
                                 "answers": answers})
     head = {"info": {"description": "ablate synthetic shapes world"}, "license": {}, "data_type": "mscoco",
             "data_subtype": "val2014"}
-    dump_json(w.root / "vqav2/v2_OpenEnded_mscoco_val2014_questions.json",
+    dump_json(w.file("vqav2", "questions"),
           {**head, "task_type": "Open-Ended", "questions": questions})
-    dump_json(w.root / "vqav2/v2_mscoco_val2014_annotations.json", {**head, "annotations": annotations})
+    dump_json(w.file("vqav2", "annotations"), {**head, "annotations": annotations})
     return {"vqav2 questions": len(questions)}
 
 
@@ -184,7 +192,7 @@ def write_gqa(w: EvalWriter) -> dict[str, int]:
                           "semantic": prog, "semanticStr": " ".join(f"{p['operation']}: {p['argument']}" for p in prog),
                           "groups": {"global": None, "local": f"{family}-{ans}"}, "entailed": [],
                           "equivalent": [qid], "annotations": {"question": {}, "answer": {}, "fullAnswer": {}}}
-    dump_json(w.root / "gqa/testdev_balanced_questions.json", items)
+    dump_json(w.file("gqa", "questions"), items)
     return {"gqa questions": len(items), "gqa balanced": sum(x["isBalanced"] for x in items.values())}
 
 
@@ -204,7 +212,7 @@ def write_vizwiz(w: EvalWriter) -> dict[str, int]:
         answers = [{k: v for k, v in a.items() if k != "answer_id"} for a in _vqa_answers(rng, qa.answer, qa.family)]
         rows.append({"image": name, "question": qa.question, "answers": answers,
                      "answer_type": VQA_TYPES[qa.family][1], "answerable": 1})
-    dump_json(w.root / "vizwiz/Annotations/val.json", rows)
+    dump_json(w.file("vizwiz", "annotations"), rows)
     return {"vizwiz questions": len(rows), "vizwiz unanswerable": sum(r["answerable"] == 0 for r in rows)}
 
 
@@ -225,9 +233,9 @@ def write_textvqa(w: EvalWriter) -> dict[str, int]:
         tokens = ", ".join(wd.word for wd in sorted(scene.words, key=lambda x: x.center))
         ocr.append({"question_id": qid, "image": f"{image_id}.jpg",
                     "text": f"{qa.question}\nReference OCR token: {tokens}{SHORT}", "category": "default"})
-    dump_json(w.root / "textvqa/TextVQA_0.5.1_val.json",
+    dump_json(w.file("textvqa", "questions"),
           {"dataset_type": "val", "dataset_name": "textvqa", "dataset_version": "0.5.1", "data": data})
-    write_jsonl(w.root / "textvqa/textvqa_val_v051_ocr.jsonl", ocr)
+    write_jsonl(w.file("textvqa-ocr", "ocr"), ocr)
     return {"textvqa questions": len(data)}
 
 
@@ -265,7 +273,7 @@ def write_pope(w: EvalWriter) -> dict[str, int]:
                     rows.append({"question_id": len(rows) + 1, "image": name,
                                  "text": f"Is there a {obj} in the image?", "label": label})
     for split, rows in splits.items():
-        write_jsonl(w.root / f"pope/coco/coco_pope_{split}.json", rows)
+        write_jsonl(w.file("pope", split), rows)
     return {f"pope {k}": len(v) for k, v in splits.items()}
 
 
@@ -297,7 +305,7 @@ def write_refer(w: EvalWriter) -> dict[str, int]:
         per_image.append((image_id, scene, ann_ids))
     instances = {"info": {}, "licenses": [], "images": images, "annotations": annotations, "categories": categories}
     counts = {}
-    for dataset, (pickle_name, test_splits) in REFER_DATASETS.items():
+    for dataset, (_, test_splits) in REFER_DATASETS.items():
         refs, sent_id = [], 0
         for image_id, scene, ann_ids in per_image:
             for k in rng.sample(range(len(scene.objects)), min(len(scene.objects), rng.randint(1, 2))):
@@ -312,10 +320,11 @@ def write_refer(w: EvalWriter) -> dict[str, int]:
                              "category_id": SHAPES.index(t.shape) + 1, "split": split,
                              "file_name": f"COCO_train2014_{image_id:012d}_{ann_ids[k]}.jpg",
                              "sent_ids": [s["sent_id"] for s in sentences], "sentences": sentences})
-        (w.root / "refer" / dataset).mkdir(parents=True, exist_ok=True)
-        with open(w.root / "refer" / dataset / pickle_name, "wb") as f:
+        bid = {"refcoco": "refcoco", "refcoco+": "refcoco-plus", "refcocog": "refcocog"}[dataset]
+        w.file(bid, "refs").parent.mkdir(parents=True, exist_ok=True)
+        with open(w.file(bid, "refs"), "wb") as f:
             pickle.dump(refs, f, protocol=2)
-        dump_json(w.root / "refer" / dataset / "instances.json", instances)
+        dump_json(w.file(bid, "instances"), instances)
         counts[f"{dataset} val sentences"] = sum(len(r["sentences"]) for r in refs if r["split"] == "val")
     return counts
 
@@ -341,7 +350,7 @@ def write_ocid(w: EvalWriter) -> dict[str, int]:
                                  "scene_path": scene_path, "sequence_path": seq, "take_id": take_id,
                                  "bbox": json.dumps(list(t.box)), "class": t.shape, "scene_instance_id": k + 1,
                                  "sub_index": 0, "instance_id": i * 100 + k, "anno_id": ref_id}
-    dump_json(w.root / "ocid-ref/val_expressions.json", refs)
+    dump_json(w.file("ocid-ref", "expressions"), refs)
     return {"ocid-ref expressions": len(refs)}
 
 
@@ -357,7 +366,7 @@ def write_vsr(w: EvalWriter) -> dict[str, int]:
         for qa in {q.question: q for q in made}.values():
             rows.append({"image": name, "caption": qa.question, "label": int(qa.answer == "true"),
                          "relation": qa.meta["relation"], "subj": qa.meta["subj"], "obj": qa.meta["obj"]})
-    write_jsonl(w.root / "vsr/test.jsonl", rows)
+    write_jsonl(w.file("vsr", "test"), rows)
     return {"vsr captions": len(rows)}
 
 
@@ -376,7 +385,7 @@ def write_tallyqa(w: EvalWriter) -> dict[str, int]:
             q, ans, simple = "How many shapes are in the picture?", len(scene.objects), False
         rows.append({"image": rel, "question": q, "answer": ans, "question_id": 700000 + i, "image_id": i + 1,
                      "data_source": "amt" if simple else "imported_genome", "issimple": simple})
-    dump_json(w.root / "tallyqa/test.json", rows)
+    dump_json(w.file("tallyqa", "test"), rows)
     return {"tallyqa questions": len(rows)}
 
 
@@ -393,7 +402,7 @@ def write_ai2d(w: EvalWriter) -> dict[str, int]:
         n_q += len(questions)
         dump_json(w.root / f"ai2d/questions/{img_id}.png.json", {"imageName": f"{img_id}.png", "questions": questions})
         ids.append(img_id)
-    with open(w.root / "ai2d/ai2d_test_ids.csv", "w", newline="") as f:
+    with open(w.file("ai2d", "test_ids"), "w", newline="") as f:
         csv.writer(f).writerows([i] for i in ids)
     return {"ai2d questions": n_q}
 

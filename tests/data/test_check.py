@@ -37,8 +37,7 @@ def test_problems_are_all_listed_with_file_and_record(copy: Path, capsys: pytest
     (ev / "gqa/testdev_balanced_questions.json").write_text('{"1": {"question": "x",}')
     ann_file = ev / "vqav2/v2_mscoco_val2014_annotations.json"
     ann = json.loads(ann_file.read_text())
-    for a in ann["annotations"][0]["answers"]:
-        a["answer_id"] = 1
+    del ann["annotations"][0]["answer_type"]
     ann_file.write_text(json.dumps(ann))
     row = json.loads((ev / "pope/coco/coco_pope_random.json").read_text().splitlines()[0])
     (ev / "pope/val2014" / row["image"]).unlink()
@@ -51,14 +50,23 @@ def test_problems_are_all_listed_with_file_and_record(copy: Path, capsys: pytest
 
     report = check_root(copy)
     text = "\n".join(report.problems)
-    assert "testdev_balanced_questions.json: malformed JSON at line 1" in text
-    assert "annotation 0: expected 10 answers with unique answer_id" in text
-    assert f"{row['image']} missing" in text
-    assert "tallyqa/test.json: missing" in text
+    assert f"{ev / 'gqa/testdev_balanced_questions.json'}: line 1: expected valid JSON" in text
+    qid = ann["annotations"][0]["question_id"]
+    assert f"{ann_file}: annotations[0] (question_id {qid}): expected key 'answer_type'" in text
+    assert "pope: 1 of " in text and f"{row['image']} (example " in text
+    assert f"{ev / 'tallyqa/test.json'}: file not found" in text  # tallyqa/ is there: the benchmark is checked
     assert "instruct.json: record 3" in text and "no assistant" in text
     assert f"{corrupt.name} corrupt" in text
     assert cli_check(Namespace(root=str(copy))) == 1
     assert "problem(s):" in capsys.readouterr().out
+
+
+def test_absent_benchmarks_are_not_problems_in_dir_mode(copy: Path) -> None:
+    for name in ("gqa", "tallyqa", "refer", "textvqa"):
+        shutil.rmtree(copy / "eval" / name)
+    report = check_root(copy)
+    assert report.problems == []
+    assert "gqa" not in report.counts and "refcoco" not in report.counts and "pope" in report.counts
 
 
 def test_empty_directory_is_a_problem(tmp_path: Path) -> None:

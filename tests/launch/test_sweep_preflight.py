@@ -1,31 +1,72 @@
-"""``ablate sweep`` runs the benchmark loaders on every point's eval root before submitting anything."""
+"""``ablate sweep`` runs ``ablate data check``'s scoped check (benchmark loaders, training files) on every point
+before submitting anything: nothing is submitted on error, one line per problem naming the file."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import yaml
 
 from ablate.cli import main
+from ablate.design import expand, load_study
+from ablate.eval.preflight import check_points
 
 POPE = Path(__file__).parent.parent / "fixtures" / "pope" / "e3e3926"
 TINY = {"vision": "tiny-clip", "image": "letterbox", "projector": "mlp", "llm": "tiny-llama",
         "recipe": "single-stage", "data": "shapes", "train": "tiny", "eval": "shapes"}
 
 
-def test_sweep_refuses_a_study_whose_eval_root_lacks_a_benchmark_file(tmp_path, monkeypatch, capsys):
-    root = tmp_path / "eval"
-    shutil.copytree(POPE, root / "pope" / "coco")
-    (root / "pope" / "coco" / "coco_pope_popular.json").unlink()
+def _study(tmp_path: Path, *overrides: str) -> Path:
     study = tmp_path / "s.yaml"
     study.write_text(yaml.safe_dump({"study": "preflight", "mode": "points", "seeds": [7], "baseline": TINY,
-                                     "points": {"base": {}}, "overrides": [f"eval.root={root}",
-                                                                           "eval.benchmarks=[pope]"]}))
+                                     "points": {"base": {}}, "overrides": list(overrides)}))
+    return study
+
+
+def _pope_root(tmp_path: Path) -> Path:
+    root = tmp_path / "eval"
+    shutil.copytree(POPE, root / "pope" / "coco")
+    (root / "pope" / "val2014").mkdir()
+    for split in ("adversarial", "popular", "random"):
+        for line in (root / "pope" / "coco" / f"coco_pope_{split}.json").read_text().splitlines():
+            (root / "pope" / "val2014" / json.loads(line)["image"]).write_bytes(b"")
+    return root
+
+
+def test_sweep_refuses_a_study_whose_eval_root_lacks_a_benchmark_file(tmp_path, monkeypatch, capsys):
+    root = _pope_root(tmp_path)
+    study = _study(tmp_path, f"eval.root={root}", "eval.benchmarks=[pope]")
+    points = expand(load_study(study))
+    assert check_points(points) == ([], ["data/shapes: synthetic data root not generated yet "
+                                         "(written by the first job)"])  # the complete root passes
+    (root / "pope" / "coco" / "coco_pope_popular.json").unlink()
     monkeypatch.chdir(tmp_path)
-    submitted = []
-    monkeypatch.setattr("ablate.launch.submit_study", lambda *a, **k: submitted.append(a))
-    assert main(["sweep", str(study), "--launcher", "debug"]) == 2
+    # the real local executor: had anything been submitted, studies/ (manifest, job folders) and runs/ would exist
+    assert main(["sweep", str(study), "--launcher", "local"]) == 2
     err = capsys.readouterr().err
-    assert f"error: pope: {root / 'pope/coco/coco_pope_popular.json'}: file not found" in err
-    assert "nothing submitted" in err and submitted == [] and not (tmp_path / "studies").exists()
+    assert f"error: {root / 'pope/coco/coco_pope_popular.json'}: file not found" in err
+    assert err.count("error: ") == 2 and "1 data or benchmark file problem(s); nothing submitted" in err
+    assert not (tmp_path / "studies").exists() and not (tmp_path / "runs").exists()
+
+
+def test_sweep_names_a_missing_image_and_a_missing_training_file(tmp_path, monkeypatch, capsys):
+    root = _pope_root(tmp_path)
+    gone = sorted((root / "pope" / "val2014").iterdir())[0]
+    gone.unlink()
+    data = tmp_path / "data"
+    data.mkdir()
+    study = _study(tmp_path, f"eval.root={root}", "eval.benchmarks=[pope]", f"data.root={data}",
+                   "data.synthetic=null")
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", str(study), "--launcher", "local"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {data / 'align.json'}: missing (data mix 'shapes': shapes-align.json)" in err
+    assert f"error: {data / 'instruct.json'}: missing (data mix 'shapes': shapes-instruct.json)" in err
+    assert f"error: {data / 'images'}: missing (data mix 'shapes': shapes-align.images)" in err
+    n = len(list((root / "pope/val2014").iterdir())) + 1
+    assert f"error: {root / 'pope/coco/coco_pope_adversarial.json'}: pope: 1 of {n} images missing, e.g. " \
+           f"{gone}" in err
+    assert "5 data or benchmark file problem(s); nothing submitted" in err  # one line per problem
+    assert not (tmp_path / "studies").exists() and not (tmp_path / "runs").exists()

@@ -14,7 +14,10 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ablate.eval.benchmarks.layout import Layout
 
 
 class BenchmarkFormatError(ValueError):
@@ -105,6 +108,7 @@ class Benchmark:
     ``score_probs``); ``aggregate`` defaults to accuracy (mean score) plus the parse-failure rate."""
 
     id: ClassVar[str]
+    layout: ClassVar[Layout]  # its files and image folders (ablate.eval.benchmarks.layout)
     closed_set: ClassVar[bool] = False  # True: scored by option probabilities when mode == "prob"
     # metric name -> how a hit is defined, for docs and reports
     description: ClassVar[str] = ""

@@ -20,7 +20,6 @@ Files:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import re
 from collections.abc import Sequence
@@ -37,8 +36,8 @@ from ablate.eval.benchmarks.base import (
     grouped_accuracy,
     mean,
     read_json,
-    read_jsonl,
 )
+from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.benchmarks.prompts import mc_prompt, option_letters, true_false_prompt, vqa_prompt
 from ablate.eval.scoring import extract_choice, pope_metrics, pope_parse, vsr_parse
 
@@ -80,23 +79,33 @@ POPE_SPLITS = ("adversarial", "popular", "random")
 _YES_NO_WORD = re.compile(r"\b(yes|no|not)\b", re.IGNORECASE)
 
 
+POPE_LAYOUT = Layout(
+    name="pope", benchmarks=("pope",),
+    source="AoiDragon/POPE output/coco/coco_pope_*.json (LLaVA/Prismatic pin e3e3926) and COCO val2014",
+    files={split: FileSpec(f"pope/coco/coco_pope_{split}.json", (f"coco_pope_{split}.json",), fmt="jsonl",
+                           keys={"question_id": int, "image": str, "text": str, "label": str})
+           for split in POPE_SPLITS},
+    dirs={"pope/val2014": ("val2014", "val_images")},
+)
+
+
 class POPE(ClosedSetBenchmark):
     id = "pope"
+    layout = POPE_LAYOUT
     description = "accuracy per split (adversarial/popular/random); accuracy = mean over the 3 splits"
 
     def read(self) -> list[Example]:
         examples = []
         for split in POPE_SPLITS:
-            path = self.root / "pope" / "coco" / f"coco_pope_{split}.json"
-            for lineno, rec in read_jsonl(path):
-                where = f"line {lineno}"
-                label = field_of(rec, "label", str, path, where)
+            path = POPE_LAYOUT.path(self.root, split)
+            for where, rec in POPE_LAYOUT.records(self.root, split):
+                label = rec["label"]
                 if label not in ("yes", "no"):
                     raise format_error(path, where, f"'label' to be 'yes' or 'no', got {label!r}")
                 examples.append(Example(
-                    example_id=f"{split}-{field_of(rec, 'question_id', int, path, where)}",
-                    image=self.root / "pope" / "val2014" / field_of(rec, "image", str, path, where),
-                    prompt=vqa_prompt(field_of(rec, "text", str, path, where)),
+                    example_id=f"{split}-{rec['question_id']}",
+                    image=self.root / "pope" / "val2014" / rec["image"],
+                    prompt=vqa_prompt(rec["text"]),
                     gold=label.capitalize(),
                     options=["Yes", "No"],
                     meta={"split": split},
@@ -129,18 +138,25 @@ class POPE(ClosedSetBenchmark):
 
 
 # -------------------------------------------------------------------------------------------------- VSR
+VSR_LAYOUT = Layout(
+    name="vsr", benchmarks=("vsr",),
+    source="cambridgeltl/visual-spatial-reasoning data/splits/zeroshot/test.jsonl (= HF vsr_zeroshot) + images",
+    files={"test": FileSpec("vsr/test.jsonl", ("zeroshot/test.jsonl", "vsr_zeroshot/test.jsonl", "test.jsonl"),
+                            fmt="jsonl", keys={"image": str, "caption": str, "label": int})},
+    dirs={"vsr/images": ("images", "vsr_images")},
+)
+
+
 class VSR(ClosedSetBenchmark):
     id = "vsr"
+    layout = VSR_LAYOUT
     description = "accuracy of True/False for the caption (zero-shot test split)"
 
     def read(self) -> list[Example]:
-        path = self.root / "vsr" / "test.jsonl"
+        path = VSR_LAYOUT.path(self.root, "test")
         examples = []
-        for lineno, rec in read_jsonl(path):
-            where = f"line {lineno}"
-            image = field_of(rec, "image", str, path, where)
-            caption = field_of(rec, "caption", str, path, where)
-            label = field_of(rec, "label", int, path, where)
+        for where, rec in VSR_LAYOUT.records(self.root, "test"):
+            image, caption, label = rec["image"], rec["caption"], rec["label"]
             if label not in (0, 1):
                 raise format_error(path, where, f"'label' to be 0 or 1, got {label!r}")
             digest = hashlib.sha1(caption.encode("utf-8")).hexdigest()[:10]
@@ -177,17 +193,26 @@ class MultipleChoice(ClosedSetBenchmark):
 TALLY_COUNTS = 16  # counts 0..15 as options A..P
 
 
+TALLY_LAYOUT = Layout(
+    name="tallyqa", benchmarks=("tallyqa",), source="TallyQA test.json (tallyqa.zip) + Visual Genome and COCO",
+    files={"test": FileSpec("tallyqa/test.json", ("tallyqa/test.json", "test.json"),
+                            keys={"image": str, "question": str, "answer": int, "question_id": int,
+                                  "issimple": bool})},
+    dirs={"tallyqa/VG_100K": ("VG_100K",), "tallyqa/VG_100K_2": ("VG_100K_2",),
+          "tallyqa/train2014": ("train2014",), "tallyqa/val2014": ("val2014",)},
+)
+
+
 class TallyQA(MultipleChoice):
     id = "tallyqa"
+    layout = TALLY_LAYOUT
     description = "accuracy of the count (0-15 as options A-P); also simple / complex"
 
     def read(self) -> list[Example]:
-        path = self.root / "tallyqa" / "test.json"
-        data = read_json(path, list, "a list of questions")
+        path = TALLY_LAYOUT.path(self.root, "test")
         examples = []
-        for i, q in enumerate(data):
-            where = f"record {i}"
-            answer = field_of(q, "answer", int, path, where)
+        for where, q in TALLY_LAYOUT.records(self.root, "test"):
+            answer = q["answer"]
             if not 0 <= answer < TALLY_COUNTS:
                 raise format_error(path, where, f"'answer' a count in 0..{TALLY_COUNTS - 1}, got {answer}")
             examples.append(self.mc_example(
@@ -205,22 +230,26 @@ class TallyQA(MultipleChoice):
                 **common_metrics(records)}
 
 
+AI2D_LAYOUT = Layout(
+    name="ai2d", benchmarks=("ai2d",), source="ai2d-all.zip (questions/, images/) + ai2d_test_ids.csv",
+    files={"test_ids": FileSpec("ai2d/ai2d_test_ids.csv", ("ai2d_test_ids.csv",), fmt="csv",
+                                note="one image id per row")},
+    dirs={"ai2d/questions": ("questions",), "ai2d/images": ("images",)}, probes={"ai2d/questions": "*.png.json"},
+)
+
+
 class AI2D(MultipleChoice):
     id = "ai2d"
+    layout = AI2D_LAYOUT
     description = "4-way multiple-choice accuracy (test and val questions pooled, as Prismatic)"
 
     def _test_ids(self) -> set[int]:
-        path = self.root / "ai2d" / "ai2d_test_ids.csv"
-        if not path.is_file():
-            raise BenchmarkFormatError(f"{path}: file not found (expected the AI2D test-id list here)")
+        path = AI2D_LAYOUT.path(self.root, "test_ids")
         ids = set()
-        with path.open(newline="", encoding="utf-8") as f:
-            for lineno, row in enumerate(csv.reader(f), start=1):
-                if not row or not row[0].strip():
-                    continue
-                if not row[0].strip().isdigit():
-                    raise format_error(path, f"line {lineno}", f"an integer image id, got {row[0]!r}")
-                ids.add(int(row[0]))
+        for where, row in AI2D_LAYOUT.records(self.root, "test_ids"):
+            if not row[0].strip().isdigit():
+                raise format_error(path, where, f"an integer image id, got {row[0]!r}")
+            ids.add(int(row[0]))
         return ids
 
     def read(self) -> list[Example]:

@@ -19,20 +19,29 @@ from ablate.eval.benchmarks.base import (
     mean,
     read_json,
 )
+from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.benchmarks.prompts import vqa_prompt
 from ablate.eval.scoring import gqa_match
+
+LAYOUT = Layout(
+    name="gqa", benchmarks=("gqa",), source="GQA questions1.2.zip (testdev balanced) and images.zip",
+    files={"questions": FileSpec("gqa/testdev_balanced_questions.json", ("testdev_balanced_questions.json",),
+                                 records="{}", label="question", keys={"question": str, "answer": str, "imageId": str,
+                                                     "isBalanced": bool, "types": dict})},
+    dirs={"gqa/images": ("images",)},
+)
 
 
 class GQA(Benchmark):
     id = "gqa"
+    layout = LAYOUT
     description = "exact match after TRI's normalization (punctuation removed, lowercased)"
 
     def read(self) -> list[Example]:
-        path = self.root / "gqa" / "testdev_balanced_questions.json"
+        path = LAYOUT.path(self.root, "questions")
         data = read_json(path, dict, "an object mapping question id -> question")
         examples = []
-        for qid, q in data.items():
-            where = f"question {qid!r}"
+        for (where, q), qid in zip(LAYOUT.records(self.root, "questions", data), data, strict=True):
             if not field_of(q, "isBalanced", bool, path, where):
                 continue
             structural = field_of(field_of(q, "types", dict, path, where), "structural", str, path,

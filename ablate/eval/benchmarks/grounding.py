@@ -37,6 +37,7 @@ from ablate.eval.benchmarks.base import (
     mean,
     read_json,
 )
+from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.benchmarks.prompts import bbox_prompt
 from ablate.eval.scoring import box_iou, parse_box
 
@@ -67,10 +68,25 @@ class GroundingBenchmark(Benchmark):
                 **groups, **common_metrics(records)}
 
 
+def refer_layout(benchmark_id: str, folder: str, refs_file: str) -> Layout:
+    """One REFER dataset: its refs pickle and COCO-style instances, images from COCO train2014."""
+    return Layout(
+        name=benchmark_id, benchmarks=(benchmark_id,),
+        source=f"the REFER release {folder}.zip (lichengunc/refer) + COCO train2014",
+        files={"refs": FileSpec(f"refer/{folder}/{refs_file}", (f"{folder}/{refs_file}",), fmt="pickle", label="ref",
+                                keys={"ref_id": int, "ann_id": int, "image_id": int, "split": str,
+                                      "sentences": list}),
+               "instances": FileSpec(f"refer/{folder}/instances.json", (f"{folder}/instances.json",), records="",
+                                     keys={"images": list, "annotations": list})},
+        dirs={"refer/train2014": ("train2014",)},
+    )
+
+
 class RefCOCO(GroundingBenchmark):
     id = "refcoco"
     folder: ClassVar[str] = "refcoco"
     refs_file: ClassVar[str] = "refs(unc).p"
+    layout = refer_layout("refcoco", "refcoco", "refs(unc).p")
     split: ClassVar[str] = "val"
     description = "Acc@IoU>=0.5 of the predicted box (val split)"
 
@@ -88,10 +104,13 @@ class RefCOCO(GroundingBenchmark):
         return refs
 
     def read(self) -> list[Example]:
-        folder = self.root / "refer" / self.folder
-        rpath, ipath = folder / self.refs_file, folder / "instances.json"
+        rpath, ipath = self.layout.path(self.root, "refs"), self.layout.path(self.root, "instances")
         refs = self._refs(rpath)
         instances = read_json(ipath)
+        for _ in self.layout.records(self.root, "instances", instances):
+            pass
+        for _ in self.layout.records(self.root, "refs", refs):
+            pass
         images = {field_of(im, "id", int, ipath, f"images[{i}]"): im
                   for i, im in enumerate(field_of(instances, "images", list, ipath, "top level"))}
         anns = {field_of(a, "id", int, ipath, f"annotations[{i}]"): (i, a)
@@ -131,12 +150,14 @@ class RefCOCO(GroundingBenchmark):
 class RefCOCOPlus(RefCOCO):
     id = "refcoco-plus"
     folder = "refcoco+"
+    layout = refer_layout("refcoco-plus", "refcoco+", "refs(unc).p")
 
 
 class RefCOCOg(RefCOCO):
     id = "refcocog"
     folder = "refcocog"
     refs_file = "refs(umd).p"
+    layout = refer_layout("refcocog", "refcocog", "refs(umd).p")
 
 
 CLUTTER = ("minimum", "medium", "maximum")
@@ -151,15 +172,20 @@ class OCIDRef(GroundingBenchmark):
     id = "ocid-ref"
     iou_threshold = 0.25
     group_key = "clutter"
+    layout = Layout(
+        name="ocid-ref", benchmarks=("ocid-ref",), source="OCID-Ref val_expressions.json + the OCID dataset",
+        files={"expressions": FileSpec("ocid-ref/val_expressions.json", ("val_expressions.json",), records="{}",
+                                       label="expression", keys={"scene_path": str, "sentence": str, "bbox": str, "take_id": int})},
+        dirs={"ocid-ref/OCID-dataset": ("OCID-dataset",)}, probes={"ocid-ref/OCID-dataset": "*"},  # read opens images
+    )
     description = "Acc@IoU>=0.25 of the predicted box (OCID-Ref val), also per clutter level"
 
     def read(self) -> list[Example]:
-        path = self.root / "ocid-ref" / "val_expressions.json"
+        path = self.layout.path(self.root, "expressions")
         data = read_json(path, dict, "an object mapping expression id -> expression")
         sizes: dict[Path, tuple[int, int]] = {}
         examples = []
-        for key, ex in data.items():
-            where = f"expression {key!r}"
+        for (where, ex), key in zip(self.layout.records(self.root, "expressions", data), data, strict=True):
             image = self.root / "ocid-ref" / "OCID-dataset" / field_of(ex, "scene_path", str, path, where)
             raw_box = field_of(ex, "bbox", str, path, where)
             try:

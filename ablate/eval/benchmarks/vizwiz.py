@@ -17,23 +17,30 @@ from ablate.eval.benchmarks.base import (
     field_of,
     format_error,
     mean,
-    read_json,
 )
+from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.benchmarks.prompts import vqa_prompt
 from ablate.eval.benchmarks.vqav2 import answer_strings
 from ablate.eval.scoring import VIZWIZ_VARIANT, is_unanswerable, unanswerable_metrics, vqa_accuracy
 
+LAYOUT = Layout(
+    name="vizwiz", benchmarks=("vizwiz",), source="VizWiz_final: vqa_data/Annotations.zip and images/val.zip",
+    files={"annotations": FileSpec("vizwiz/Annotations/val.json", ("Annotations/val.json", "val.json"),
+                                   keys={"image": str, "question": str, "answers": list, "answerable": int,
+                                         "answer_type": str})},
+    dirs={"vizwiz/val": ("val", "val_images")},
+)
+
 
 class VizWiz(Benchmark):
     id = "vizwiz"
+    layout = LAYOUT
     description = "VQA accuracy (VizWiz API) + AP/F1 of predicting 'unanswerable'"
 
     def read(self) -> list[Example]:
-        path = self.root / "vizwiz" / "Annotations" / "val.json"
-        data = read_json(path, list, "a list of questions")
+        path = LAYOUT.path(self.root, "annotations")
         examples = []
-        for i, q in enumerate(data):
-            where = f"record {i}"
+        for where, q in LAYOUT.records(self.root, "annotations"):
             image = field_of(q, "image", str, path, where)
             answerable = field_of(q, "answerable", int, path, where)
             if answerable not in (0, 1):

@@ -18,8 +18,8 @@ from ablate.eval.benchmarks.base import (
     format_error,
     grouped_accuracy,
     mean,
-    read_json,
 )
+from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.benchmarks.prompts import vqa_prompt
 from ablate.eval.scoring import vqa_accuracy
 
@@ -30,30 +30,38 @@ def answer_strings(record: dict, path: Any, where: str) -> list[str]:
     return [field_of(a, "answer", str, path, f"{where} answers[{i}]") for i, a in enumerate(answers)]
 
 
+LAYOUT = Layout(
+    name="vqav2", benchmarks=("vqav2",), source="visualqa.org (v2 val questions + annotations) and COCO val2014",
+    files={
+        "questions": FileSpec("vqav2/v2_OpenEnded_mscoco_val2014_questions.json",
+                              ("v2_OpenEnded_mscoco_val2014_questions.json", "v2_val2014_questions.json"),
+                              records="questions", keys={"question_id": int, "image_id": int, "question": str}),
+        "annotations": FileSpec("vqav2/v2_mscoco_val2014_annotations.json",
+                                ("v2_mscoco_val2014_annotations.json", "v2_val2014_annotations.json"),
+                                records="annotations", id_key="question_id", keys={"question_id": int, "answers": list,
+                                                             "answer_type": str, "question_type": str}),
+    },
+    dirs={"vqav2/val2014": ("val2014", "images_val2014")},
+)
+
+
 class VQAv2(Benchmark):
     id = "vqav2"
+    layout = LAYOUT
     description = "VQA accuracy (TRI variant), mean over questions"
 
     def read(self) -> list[Example]:
-        qpath = self.root / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json"
-        apath = self.root / "vqav2" / "v2_mscoco_val2014_annotations.json"
-        questions = field_of(read_json(qpath), "questions", list, qpath, "top level")
-        annotations = field_of(read_json(apath), "annotations", list, apath, "top level")
-        by_qid: dict[int, tuple[int, dict]] = {}
-        for i, ann in enumerate(annotations):
-            qid = field_of(ann, "question_id", int, apath, f"annotations[{i}]")
-            by_qid[qid] = (i, ann)
+        qpath, apath = LAYOUT.path(self.root, "questions"), LAYOUT.path(self.root, "annotations")
+        by_qid: dict[int, tuple[str, dict]] = {}
+        for where, ann in LAYOUT.records(self.root, "annotations"):
+            by_qid[ann["question_id"]] = (where, ann)
         examples = []
-        for i, q in enumerate(questions):
-            where = f"questions[{i}]"
-            qid = field_of(q, "question_id", int, qpath, where)
-            image_id = field_of(q, "image_id", int, qpath, where)
-            question = field_of(q, "question", str, qpath, where)
+        for where, q in LAYOUT.records(self.root, "questions"):
+            qid, image_id, question = q["question_id"], q["image_id"], q["question"]
             if qid not in by_qid:
                 raise format_error(apath, f"question_id {qid} (from {qpath.name} {where})",
                                    "an annotation for every question")
-            j, ann = by_qid[qid]
-            awhere = f"annotations[{j}] (question_id {qid})"
+            awhere, ann = by_qid[qid]
             examples.append(Example(
                 example_id=str(qid),
                 image=self.root / "vqav2" / "val2014" / f"COCO_val2014_{image_id:012d}.jpg",
