@@ -86,6 +86,9 @@ def test_chair_benchmark_without_captions_and_bad_files(tmp_path: Path) -> None:
     (tmp_path / "chair/image_ids.txt").write_text("2239\nabc\n")
     with pytest.raises(BenchmarkFormatError, match=r"image_ids.txt: line 2: expected one integer image id, got 'abc'"):
         bench.load()
+    (tmp_path / "chair/image_ids.txt").unlink()  # no list of its own: the packaged CHAIR-500 ids, in order
+    with pytest.raises(BenchmarkFormatError, match=r"chair_500_image_ids.txt: image id 3501: expected an image"):
+        bench.load()
     (tmp_path / "chair/image_ids.txt").write_text("2239\n42\n")
     with pytest.raises(BenchmarkFormatError, match=r"image id 42: expected an image of instances_val2014.json"):
         bench.load()

@@ -8,8 +8,8 @@ hallucinated object scores 1; ``accuracy`` = 1 - CHAIR_s), ``chair_i`` / ``chair
 Files (under ``eval.root``, written by ``ablate data prepare``): ``chair/annotations/instances_val2014.json``
 (COCO instances: ``images`` [{id, file_name}], ``annotations`` [{image_id, category_id}], ``categories``
 [{id, name}]), optionally ``chair/annotations/captions_val2014.json`` (COCO captions; like the reference,
-objects its human captions name count as present too), ``chair/image_ids.txt`` (the subset: one image id a
-line; ``ablate data prepare`` writes the CHAIR-500 list shipped in ablate/eval/data), optionally
+objects its human captions name count as present too), optionally ``chair/image_ids.txt`` (the subset: one
+image id a line; default the CHAIR-500 list shipped in ablate/eval/data), optionally
 ``chair/synonyms.txt`` (object lists in the reference's synonyms.txt format; default the packaged MSCOCO
 lists -- the shapes world writes its 30 colour-shape names), images ``chair/val2014/<file_name>``.  Example
 id = the COCO image id.
@@ -30,7 +30,9 @@ from ablate.eval.benchmarks.base import (
     mean,
     read_json,
 )
+from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.chair import (
+    DATA,
     Vocabulary,
     caption_objects,
     chair_aggregate,
@@ -38,6 +40,21 @@ from ablate.eval.chair import (
     coco_vocabulary,
     node_words,
     read_vocabulary,
+)
+
+CHAIR_500_IDS = DATA / "chair_500_image_ids.txt"  # the default subset (see ablate/eval/data/README.md)
+CHAIR_LAYOUT = Layout(
+    name="chair", benchmarks=("chair",),
+    source="COCO 2014 annotations (instances_val2014.json; captions_val2014.json optional) and val2014 images; "
+           "the CHAIR-500 image id list ships with ablate (ablate/eval/data)",
+    files={"instances": FileSpec("chair/annotations/instances_val2014.json",
+                                 ("annotations/instances_val2014.json", "instances_val2014.json"), records="",
+                                 keys={"images": list, "annotations": list, "categories": list}),
+           "captions": FileSpec("chair/annotations/captions_val2014.json",
+                                ("annotations/captions_val2014.json", "captions_val2014.json"), records="",
+                                keys={"annotations": list}, only=("chair-with-captions",),
+                                note="optional: its human captions' objects count as present")},
+    dirs={"chair/val2014": ("val2014",)},
 )
 
 # the CHAIR-500 set's instruction (yuezih/less-is-more chair-500.jsonl; LLaVA's "detail" prompt)
@@ -64,6 +81,7 @@ class CHAIRBenchmark(Benchmark):
     """COCO-format object annotations + an image id list -> captions scored by CHAIR."""
 
     id = "chair"
+    layout = CHAIR_LAYOUT
     description = "CHAIR_i / CHAIR_s of generated captions (lower is better); score = 1 - CHAIR_s per caption"
     folder: ClassVar[str] = "chair"
     instances_file: ClassVar[str] = "annotations/instances_val2014.json"
@@ -90,7 +108,8 @@ class CHAIRBenchmark(Benchmark):
         for i, im in enumerate(field_of(inst, "images", list, ipath, "top level")):
             files[field_of(im, "id", int, ipath, f"images[{i}]")] = field_of(im, "file_name", str, ipath,
                                                                             f"images[{i}]")
-        wanted = read_id_list(base / "image_ids.txt")
+        own_ids = base / "image_ids.txt"  # a subset of the root's own, else CHAIR-500
+        wanted = read_id_list(own_ids if own_ids.is_file() else CHAIR_500_IDS)
         objects: dict[int, set[str]] = {i: set() for i in wanted}
         for i, ann in enumerate(field_of(inst, "annotations", list, ipath, "top level")):
             where = f"annotations[{i}]"
@@ -111,7 +130,7 @@ class CHAIRBenchmark(Benchmark):
         examples = []
         for image_id in wanted:
             if image_id not in files:
-                raise format_error(base / "image_ids.txt", f"image id {image_id}",
+                raise format_error(own_ids if own_ids.is_file() else CHAIR_500_IDS, f"image id {image_id}",
                                    f"an image of {ipath.name} with that id")
             examples.append(Example(example_id=str(image_id), image=base / self.images_dir / files[image_id],
                                     prompt=self.prompt, gold=sorted(objects[image_id])))

@@ -32,11 +32,22 @@ from ablate.eval.benchmarks.base import (
     mean,
     read_json,
 )
+from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.scoring import pope_metrics, pope_parse
+
+LRV_NEG_LAYOUT = Layout(
+    name="lrv-neg", benchmarks=("lrv-neg",),
+    source="labelled records in LRV-Instruction's instruction format (FuxiaoLiu/LRV-Instruction) and their Visual "
+           "Genome images",
+    files={"eval": FileSpec("lrv/negative_eval.json", ("negative_eval.json",), keys={"question": str, "task": str},
+                            note="a JSON list of {image_id, question, answer, task}")},
+    dirs={"lrv/images": ("VG_100K", "images")},
+)
 
 
 class NegativeInstructions(Benchmark):
     id = "lrv-neg"
+    layout = LRV_NEG_LAYOUT
     description = "premise accepted/rejected (POPE's rule) vs LRV's gold answer: accuracy, F1, per task"
     folder: ClassVar[str] = "lrv"
     file: ClassVar[str] = "negative_eval.json"
