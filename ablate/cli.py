@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "describe": "ablate.describe:cli_describe",
     "export": "ablate.export:cli_export",
     "plan": "ablate.plan:cli_plan",
+    "score": "ablate.eval.reference:cli_score",
 }
 
 
@@ -84,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--benchmarks", help="comma-separated benchmark ids (default: the run's eval config)")
     e.add_argument("--limit", type=int, help="fixed-seed subset size per benchmark")
     e.add_argument("overrides", nargs="*", help="Hydra overrides of the eval group (e.g. eval.root=...)")
+
+    sc = sub.add_parser("score", help="score a published model's released outputs into a reference run directory")
+    sc.add_argument("benchmark", help="benchmark id (e.g. pope)")
+    sc.add_argument("--predictions", required=True, help="the released outputs file (JSON lines)")
+    sc.add_argument("--format", required=True, choices=("ablate", "llava", "lmms-eval"),
+                    help="llava = model_vqa answers (needs --questions); lmms-eval = --log_samples jsonl")
+    sc.add_argument("--name", required=True, help="the reference model's label (its point name in reports)")
+    sc.add_argument("--questions", help="llava: the LLaVA question file the answers answered (joined by question_id)")
+    sc.add_argument("--root", default="data/eval", help="benchmark data root (eval.root)")
+    sc.add_argument("--out", help="reference run directory (default: references/<name>)")
+    sc.add_argument("--study", help="also add the reference to this study (studies/<study>/references.json)")
+    sc.add_argument("--studies-dir", default="studies")
 
     de = sub.add_parser("describe", help="each component of a design point (or study) as built, on the meta device")
     de.add_argument("overrides", nargs="*", help="Hydra overrides (of the point, or of every study point)")

@@ -214,7 +214,8 @@ def score_table(results: Results) -> pd.DataFrame:
     ps = results.primary_scores()
     wide = ps.pivot_table(index="run_key", columns="benchmark", values="value", observed=True)
     wide.columns = [str(c) for c in wide.columns]
-    info_cols = ["run_key", "point", "seed", *[a for a in results.axes if a in results.runs.columns], "status"]
+    info_cols = ["run_key", "point", "seed", *[a for a in results.axes if a in results.runs.columns], "status",
+                 *[c for c in ("source",) if c in results.runs.columns]]
     info = results.runs[info_cols].drop_duplicates("run_key")
     table = info.merge(wide.reset_index(), on="run_key", how="left")
     bench = list(wide.columns)
@@ -417,6 +418,13 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
     md += [f"![{p.stem}]({p.name})" for p in images]
     md += ["", "## Scores", "", markdown_table(scores), "",
            f"Per-example tests (McNemar, bootstrap, permutation per pair x benchmark): `{paths['tests'].name}`."]
+    from ablate.reference_study import REPORT_COLUMNS, reference_tests  # published models (ablate score)
+
+    ref_tests = reference_tests(results, correction=correction, seed=seed, n_resamples=n_resamples)
+    if len(ref_tests):
+        paths["references"] = out / "references.csv"
+        ref_tests.to_csv(paths["references"], index=False)
+        md += ["", "## Against reference models", "", markdown_table(ref_tests[REPORT_COLUMNS]), ""]
     paths["md"] = out / "report.md"
     paths["md"].write_text("\n".join(md) + "\n")
 
@@ -439,6 +447,8 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
             _html_table(tests[tests["benchmark"] != ""][["comparison", "benchmark", "method", "statistic", "pvalue",
                                                         "p_adj", "effect", "ci_low", "ci_high", "n"]]),
             "</details>"]
+    if len(ref_tests):
+        body += ["<h2>Against reference models</h2>", _html_table(ref_tests[REPORT_COLUMNS])]
     paths["html"] = out / "report.html"
     paths["html"].write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study)}"
                              f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")

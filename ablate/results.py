@@ -263,6 +263,9 @@ def collect(study: str | Path, *, studies_dir: str | Path = "studies", out: str 
     runs_root, uri = _locations(manifest, runs_dir, tracking_uri)
     out = Path(out) if out else manifest_path.parent / "tables"
     finger = _fingerprint(manifest, runs_root, uri)
+    from ablate.reference_study import reference_rows, source_files
+
+    finger["references"] = source_files(manifest_path.parent)  # reference models: ablate score --study
     cached = out / "fingerprint.json"
     if not refresh and cached.exists() and json.loads(cached.read_text()) == finger:
         log.info("collect %s: sources unchanged, reading %s", manifest["study"], out)
@@ -287,7 +290,7 @@ def collect(study: str | Path, *, studies_dir: str | Path = "studies", out: str 
                                                 "KILLED": "failed"}.get(ml.get("status", ""), "missing")
         row: dict[str, Any] = {"run_key": key, "design_key": point.get("design_key"), "study": study_name,
                                "point": point.get("name", folder["point"].get("name")), "seed": point.get("seed"),
-                               "status": status, "mlflow_run_id": ml.get("mlflow_run_id")}
+                               "status": status, "mlflow_run_id": ml.get("mlflow_run_id"), "source": "design"}
         point_axes = {**folder["point"].get("axes", {}), **point.get("axes", {})}
         for axis in axes:
             row[axis] = ml_params.get(f"axis.{axis}", point_axes.get(axis))
@@ -303,6 +306,8 @@ def collect(study: str | Path, *, studies_dir: str | Path = "studies", out: str 
                     scores.append((key, parts[1], parts[2], float(value), None,
                                    ml_params.get(f"fingerprint.{parts[1]}")))
         examples += folder["examples"]
+    ref_runs, ref_scores, ref_examples = reference_rows(manifest_path.parent, study_name, axes)
+    runs, scores, examples = runs + ref_runs, scores + ref_scores, examples + ref_examples
 
     runs_frame = pd.DataFrame(runs)
     for axis in axes:
@@ -357,7 +362,7 @@ def comparison_pairs(results: Results) -> list[dict[str, Any]]:
     Pairs whose runs are not both done are left out and counted in ``missing``.
     """
     runs = results.runs
-    done = runs[runs["status"] == "done"]
+    done = runs[(runs["status"] == "done") & runs["seed"].notna()]  # reference models (no seed) pair elsewhere
     by_point = {(p, int(s)): k for p, s, k in zip(done["point"], done["seed"], done["run_key"], strict=True)}
     seeds = sorted({int(s) for s in runs["seed"].dropna()})
     out = []

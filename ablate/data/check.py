@@ -46,6 +46,8 @@ class Report:
 
     def problem(self, file: Path | str, msg: str) -> None:
         key = str(file)
+        if f"{file}: {msg}" in self.problems:  # the same file rejected for two benchmarks (textvqa, -ocr)
+            return
         self._per_file[key] = self._per_file.get(key, 0) + 1
         if self._per_file[key] <= MAX_PROBLEMS_PER_FILE:
             self.problems.append(f"{file}: {msg}")
@@ -109,7 +111,10 @@ def check_benchmarks(eval_root: Path, ids: Iterable[str], r: Report, *, decode: 
         try:
             examples = bench.load()
         except BenchmarkFormatError as exc:
-            r.problem(*_split_message(str(exc)))
+            file, rest = _split_message(str(exc))
+            if "not found (" in rest:
+                rest += f"; `ablate data prepare {bench.layout.name} --from DIR` writes it"
+            r.problem(file, rest)
             continue
         images: dict[Path, str] = {}  # image -> its first example, in file order
         for ex in examples:
@@ -200,38 +205,39 @@ def check_root(root: str | Path, *, decode: str = "sample",
 
 def check_scope(cfgs: Sequence[Any], *, decode: str = "sample", max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
                 quick: bool = False) -> tuple[Report, list[str]]:
-    """Config/study mode: exactly the data mixes and benchmarks the composed configs use (each distinct
-    (root, sources) and (eval root, benchmarks) once).  ``quick`` (``ablate sweep``): training files only
-    checked to exist, benchmark images only checked to exist.  Returns the report and warnings (a synthetic
-    root not generated yet is a warning: the first job writes it; a real eval root that does not exist is a
-    problem per benchmark, naming its missing file)."""
-    from ablate.data.mixes import STAGE_DATA, missing_files
+    """Config/study mode: exactly the training sources and benchmarks the composed configs use, each distinct
+    (JSON, image folder) and (eval root, benchmark) checked once however many mixes or points share it.
+    ``quick`` (``ablate sweep``): training files only checked to exist, benchmark images only checked to
+    exist.  Returns the report and warnings (a synthetic root not generated yet is a warning: the first job
+    writes it; a real eval root that does not exist is a problem per benchmark, naming its missing file)."""
+    from ablate.data.mixes import STAGE_DATA
 
     report, warnings = Report(max_pixels=max_pixels), []
-    done_data: set[tuple] = set()
-    done_eval: set[tuple] = set()
+    sources: dict[tuple[Path, Path], tuple[str, str]] = {}  # (json, images) -> (source name, data mix id)
+    benchmarks: dict[Path, dict[str, None]] = {}  # eval root -> benchmark ids, in order
     for cfg in cfgs:
-        data = cfg.data
-        sources = tuple((s.name, s.json, s.images) for stage in STAGE_DATA for s in getattr(data, stage))
-        if (key := (str(data.root), sources)) not in done_data:
-            done_data.add(key)
-            root = Path(data.root)
-            if data.get("synthetic") and not (root / "instruct.json").exists():
-                warnings.append(f"{root}: synthetic data root not generated yet (written by the first job)")
-            elif quick:
-                for line in missing_files(data):
-                    name, _, path = line.partition(": ")
-                    report.problem(path, f"missing (data mix {data.id!r}: {name})")
-            else:
-                check_training_files([(name, root / js, root / im) for name, js, im in sources], report, decode)
-        ev = cfg.eval
-        if (key := (str(ev.root), tuple(ev.benchmarks))) not in done_eval:
-            done_eval.add(key)
-            if data.get("synthetic") and Path(ev.root).is_relative_to(Path(data.root)) and \
-                    not Path(ev.root).is_dir():
-                warnings.append(f"{ev.root}: synthetic eval root not generated yet; benchmarks not checked")
-                continue
-            check_benchmarks(Path(ev.root), ev.benchmarks, report, decode=not quick and decode != "none")
+        data, ev = cfg.data, cfg.eval
+        root = Path(data.root)
+        synthetic_pending = bool(data.get("synthetic")) and not (root / "instruct.json").exists()
+        if synthetic_pending:
+            line = f"{root}: synthetic data root not generated yet (written by the first job)"
+            warnings += [line] if line not in warnings else []
+        else:
+            for stage in STAGE_DATA:
+                for s in getattr(data, stage):
+                    sources.setdefault((root / s.json, root / s.images), (s.name, data.id))
+        if synthetic_pending and Path(ev.root).is_relative_to(root) and not Path(ev.root).is_dir():
+            continue  # written with the shapes world
+        benchmarks.setdefault(Path(ev.root), {}).update(dict.fromkeys(ev.benchmarks))
+    if quick:
+        for (js, images), (name, mix) in sources.items():
+            for path, ok, key in ((js, js.is_file(), "json"), (images, images.is_dir(), "images")):
+                if not ok:
+                    report.problem(path, f"missing (data mix {mix!r}: {name}.{key})")
+    else:
+        check_training_files([(name, js, im) for (js, im), (name, _) in sources.items()], report, decode)
+    for eval_root, ids in benchmarks.items():
+        check_benchmarks(eval_root, ids, report, decode=not quick and decode != "none")
     report.finish()
     return report, warnings
 

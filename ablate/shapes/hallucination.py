@@ -5,7 +5,8 @@ Why it exists: issue 23's base-vs-chat axis needs object hallucination measured 
 Every eval scene's object list is known exactly, so
 
 - ``write_chair`` writes ``chair/annotations/instances_val2014.json`` (COCO instances: one category per
-  colour-shape name, one annotation per drawn object with its pixel ``bbox``), ``chair/image_ids.txt``,
+  colour-shape name, one annotation per drawn object with its pixel ``bbox``), ``captions_val2014.json`` (each
+  scene's exact caption), ``chair/image_ids.txt``,
   ``chair/synonyms.txt`` (the 30 colour-shape names, one a line, in the reference's synonyms.txt format) and
   the images: a caption naming a colour-shape that is not drawn is a hallucinated object;
 - ``write_negative`` writes ``lrv/negative_eval.json`` in LRV-Instruction's instruction format
@@ -20,19 +21,19 @@ import random
 from typing import Any
 
 from ablate.shapes.benchmarks import EvalWriter, _eval_scene
-from ablate.shapes.questions import CAPTION_PROMPTS, SIDES
+from ablate.shapes.questions import SIDES, caption
 from ablate.shapes.scene import COLORS, SHAPES, Scene, dump_json
 
 OBJECT_NAMES = tuple(f"{c} {s}" for c in COLORS for s in SHAPES)
-CHAIR_PROMPT = CAPTION_PROMPTS[0]  # the world's own caption instruction ("Describe the image briefly.")
 NEGATIVE_TASKS = ("positive", "negative-nonexistent", "negative-existent-attribute", "negative-knowledge")
 
 
 def write_chair(w: EvalWriter) -> dict[str, int]:
     rng = w.rng("chair")
-    images, annotations = [], []
+    images, annotations, captions = [], [], []
     for i in range(w.n):
         scene = _eval_scene(rng, lo=1, hi=5)
+        captions.append(caption(scene))
         image_id = 500000 + i
         file_name = f"COCO_val2014_{image_id:012d}.jpg"
         w.image(scene, f"chair/val2014/{file_name}")
@@ -46,6 +47,11 @@ def write_chair(w: EvalWriter) -> dict[str, int]:
     base = w.root / "chair"
     dump_json(base / "annotations/instances_val2014.json",
               {"info": {}, "licenses": [], "images": images, "annotations": annotations, "categories": categories})
+    # COCO captions too (the CHAIR reference reads both): each scene's exact caption, so no object is added
+    dump_json(base / "annotations/captions_val2014.json",
+              {"info": {}, "licenses": [], "images": images,
+               "annotations": [{"id": k, "image_id": im["id"], "caption": c}
+                               for k, (im, c) in enumerate(zip(images, captions, strict=True))]})
     (base / "image_ids.txt").write_text("".join(f"{im['id']}\n" for im in images))
     (base / "synonyms.txt").write_text("".join(f"{n}\n" for n in OBJECT_NAMES))
     return {"chair images": len(images)}

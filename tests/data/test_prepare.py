@@ -303,3 +303,35 @@ def test_chair_from_coco_annotations_uses_the_chair_500_ids(tmp_path: Path, caps
     assert (root / "chair/val2014").is_symlink() or (root / "chair/val2014").is_dir()
     examples = get_benchmark("chair", root).load()
     assert [int(e.example_id) for e in examples] == ids and examples[0].gold == ["dog"]
+
+
+def test_every_benchmark_preparer_rebuilds_the_same_examples_from_one_download_folder(world: Path,
+                                                                                      tmp_path: Path) -> None:
+    """All 12 families from ONE --from folder (several image folders share a name: gqa/vsr/ai2d `images`, pope/
+    vqav2 `val2014`): the shapes world's benchmarks (the real formats) are scattered as downloads are -- each
+    release file under its upstream name, each image folder under its own -- and every preparer must give back
+    the very examples (same fingerprint) its loader reads at the original root."""
+    ev = world / "eval"
+    dl = tmp_path / "downloads"
+    families: dict[str, object] = {}
+    for cls in BENCHMARKS.values():
+        families[cls.layout.name] = cls.layout
+    for name, layout in families.items():
+        for spec in layout.files.values():
+            dest = dl / "release" / name / spec.upstream[0]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ev / spec.path, dest)
+        for d in layout.dirs:
+            if (ev / d).is_dir():
+                shutil.copytree(ev / d, dl / "images" / name.replace("-", "_") / Path(d).name)
+    root = tmp_path / "eval"
+    for name in families:
+        result = prepare.run(prepare.get(name), dl, root)
+        assert not result.up_to_date and (root / "manifests" / f"{name}.json").is_file()
+    for bid in BENCHMARKS:
+        fresh, original = get_benchmark(bid, root), get_benchmark(bid, ev)
+        assert [e.example_id for e in fresh.load()] == [e.example_id for e in original.load()], bid
+        assert fresh.fingerprint == original.fingerprint, bid
+    for d in ("gqa/images", "vsr/images", "ai2d/images", "pope/val2014", "vqav2/val2014", "refer/train2014"):
+        assert (root / d).is_symlink() and Path(os.readlink(root / d)).name == Path(d).name
+    assert check_root(root).problems == []

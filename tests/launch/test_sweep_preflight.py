@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import yaml
+from PIL import Image
 
 from ablate.cli import main
 from ablate.design import expand, load_study
@@ -31,7 +32,7 @@ def _pope_root(tmp_path: Path) -> Path:
     (root / "pope" / "val2014").mkdir()
     for split in ("adversarial", "popular", "random"):
         for line in (root / "pope" / "coco" / f"coco_pope_{split}.json").read_text().splitlines():
-            (root / "pope" / "val2014" / json.loads(line)["image"]).write_bytes(b"")
+            Image.new("RGB", (8, 6)).save(root / "pope" / "val2014" / json.loads(line)["image"], "JPEG")
     return root
 
 
@@ -41,7 +42,11 @@ def test_sweep_refuses_a_study_whose_eval_root_lacks_a_benchmark_file(tmp_path, 
     points = expand(load_study(study))
     assert check_points(points) == ([], ["data/shapes: synthetic data root not generated yet "
                                          "(written by the first job)"])  # the complete root passes
+    assert main(["data", "check", "--study", str(study)]) == 0  # the same scope as the sweep's check
+    assert "warning: data/shapes: synthetic data root not generated yet" in capsys.readouterr().out
     (root / "pope" / "coco" / "coco_pope_popular.json").unlink()
+    assert main(["data", "check", "--study", str(study)]) == 1
+    assert f"1 problem(s):\n  {root / 'pope/coco/coco_pope_popular.json'}: file not found" in capsys.readouterr().out
     monkeypatch.chdir(tmp_path)
     # the real local executor: had anything been submitted, studies/ (manifest, job folders) and runs/ would exist
     assert main(["sweep", str(study), "--launcher", "local"]) == 2

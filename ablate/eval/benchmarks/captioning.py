@@ -53,7 +53,12 @@ CHAIR_LAYOUT = Layout(
            "captions": FileSpec("chair/annotations/captions_val2014.json",
                                 ("annotations/captions_val2014.json", "captions_val2014.json"), records="",
                                 keys={"annotations": list}, only=("chair-with-captions",),
-                                note="optional: its human captions' objects count as present")},
+                                note="optional: its human captions' objects count as present"),
+           # optional: a subset and object lists of the root's own (the shapes world writes both)
+           "image_ids": FileSpec("chair/image_ids.txt", ("chair/image_ids.txt",), fmt="txt", records="",
+                                 only=("chair-own-subset",), note="optional: default the CHAIR-500 ids"),
+           "synonyms": FileSpec("chair/synonyms.txt", ("chair/synonyms.txt",), fmt="txt", records="",
+                                only=("chair-own-objects",), note="optional: default the MSCOCO synonym lists")},
     dirs={"chair/val2014": ("val2014",)},
 )
 
