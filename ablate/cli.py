@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "export": "ablate.export:cli_export",
     "plan": "ablate.plan:cli_plan",
     "score": "ablate.eval.reference:cli_score",
+    "list": "ablate.registry:cli_list",
 }
 
 
@@ -110,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"), default="auto",
                    help="weights dtype (auto = the dtype the run saved)")
     x.add_argument("--no-verify", action="store_true", help="skip the logits check against ablate on a probe")
+
+    ls = sub.add_parser("list", help="the registered IDs of a component family (built in and from plug-ins)")
+    ls.add_argument("family", nargs="?", help="vision-families, vision-archs, projectors, image-transforms, "
+                    "prompt-formats, tokenizers, benchmarks or executors (default: all)")
+    ls.add_argument("overrides", nargs="*", help="plugins=[module,...]: plug-ins to load first")
 
     da = sub.add_parser("data", help="prepare the official downloads, synthetic data, data checks")
     dsub = da.add_subparsers(dest="data_command", metavar="ACTION", required=True)

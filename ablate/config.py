@@ -36,10 +36,12 @@ class ConfigError(ValueError):
 class BackboneConfig:
     """One ViT branch of a (possibly fused) vision backbone."""
 
-    family: str = MISSING  # registry family: open_clip | hf-clip | hf-siglip | hf-dinov2 | timm | patch-embed
+    family: str = MISSING  # a vision family of ablate.registry.VISION_FAMILIES (`ablate list vision-families`)
     arch: str = MISSING  # architecture name inside the family (open_clip model name, timm name, HF id)
     pretrained: str | None = None  # weights tag (e.g. "openai", "webli", "lvd142m"); None = random init
-    path: str | None = None  # local weights dir/file; None = local HF/open_clip cache (never downloaded)
+    # local weights dir/file; None = local HF/open_clip cache (never downloaded).  A path, so not part of the
+    # run identity (as llm.path): the tag says which weights
+    path: str | None = None
     image_size: int = 224
     patch_size: int = 14
     width: int = 1024  # feature dim D of the patch features
@@ -61,21 +63,18 @@ class VisionConfig:
     id: str = MISSING
     backbones: list[BackboneConfig] = field(default_factory=list)
     image_size: int = 224  # input resolution S every branch is fed
-    # folder of ``<arch>.safetensors`` files loaded into the tiny archs' branches that have no ``path`` (the
-    # demo's pretrained tiny towers, ablate.shapes.pretrain); None = tiny archs stay random-init
-    weights_dir: str | None = None
 
 
 # ------------------------------------------------------------------------------------------------ image
 @dataclass
 class ImageConfig:
-    id: str = MISSING  # resize-naive | letterbox | resize-crop
+    id: str = MISSING  # an image transform of ablate.registry.IMAGE_TRANSFORMS
 
 
 # -------------------------------------------------------------------------------------------- projector
 @dataclass
 class ProjectorConfig:
-    id: str = MISSING  # linear | mlp | fused-mlp | perceiver | qformer
+    id: str = MISSING  # a projector of ablate.registry.PROJECTORS
     num_tokens: int | None = None  # resamplers: number of learned queries (output tokens); None otherwise
     depth: int = 2  # resamplers: number of cross-attention / query-transformer layers
     heads: int = 8
@@ -110,16 +109,17 @@ class LLMConfig:
     family: str = "llama"  # llama | mistral | phi | qwen2 ...: HF model_type of the causal LM
     hf_id: str | None = None  # HF hub id resolved in the local cache only (HF_HUB_OFFLINE)
     path: str | None = None  # local directory with config + weights + tokenizer; wins over hf_id
-    prompt_format: str = "base"  # base | vicuna-v1.5 | llama-2-chat | mistral-instruct | tokenizer
+    prompt_format: str = "base"  # a prompt format of ablate.registry.PROMPT_FORMATS
     chat: bool = False  # instruction-tuned (chat) LM vs base LM: a readable axis level
-    # random init from this HF config (tiny test LMs); None = load weights from path/hf_id
+    # random init from this HF config (small test LMs); None = load weights from path/hf_id.  Setting it
+    # together with llm.path is an error (one of them says where the LM comes from)
     random_init: dict[str, Any] | None = None
-    # the architecture of the weights behind hf_id/path (required for real LMs; tiny LMs: random_init)
+    # the architecture of the weights behind hf_id/path (required for named LMs; random-init LMs: random_init)
     spec: LLMSpec | None = None
     # PAD token added to the tokenizer (as Prismatic: "<PAD>" for Llama/Mistral, "<|pad|>" for Phi-2, always);
     # None = add "<pad>" only when the tokenizer has none
     pad_token: str | None = None
-    tokenizer: str | None = None  # "synthetic-bpe" builds a byte-level BPE in-process; None = from weights
+    tokenizer: str | None = None  # an in-process tokenizer of ablate.registry.TOKENIZERS; None = from weights
     image_positions: str = "1d"  # 1d | m-rope (alias rope-2d) | mrope-interleave | rope-tie | rope-tv
     max_length: int = 2048
     pad_to_multiple_of: int = 64
@@ -170,7 +170,9 @@ class DataConfig:
     # images with more pixels are bad examples (named, then skipped or failed by on_bad_example); null = no
     # limit.  Not part of the run identity (a safety limit; what it skipped is counted in data_stats.json)
     max_image_pixels: int | None = 40_000_000  # = ablate.data.untrusted.DEFAULT_MAX_IMAGE_PIXELS
-    synthetic: dict[str, Any] | None = None  # shapes world: {size, seed}; generated under root if missing
+    # {size, seed} of a generated data root (the shapes world: `ablate data synth`, `ablate demo`); the core
+    # never generates data, it only reads root
+    synthetic: dict[str, Any] | None = None
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -265,6 +267,8 @@ class RuntimeConfig:
 @dataclass
 class AblateConfig:
     study: str = "adhoc"
+    # plug-in modules imported before composing (ablate.registry.load_plugins); not part of the run identity
+    plugins: list[str] = field(default_factory=list)
     vision: VisionConfig = MISSING
     image: ImageConfig = MISSING
     projector: ProjectorConfig = MISSING
@@ -287,10 +291,7 @@ def register_configs() -> None:
 
 
 # ------------------------------------------------------------------------------------------- validation
-IMAGE_IDS = ("resize-naive", "letterbox", "resize-crop")
-PROJECTOR_IDS = ("linear", "mlp", "fused-mlp", "perceiver", "qformer", "gated-xattn")
 RESAMPLERS = ("perceiver", "qformer")
-PROMPT_FORMATS = ("base", "vicuna-v1.5", "llama-2-chat", "mistral-instruct", "phi-2", "tokenizer")
 ACTIVATIONS = ("gelu", "quick_gelu", "gelu_tanh", "none")
 WEIGHT_DTYPES = ("float16", "bfloat16", "float32")
 IMAGE_POSITIONS = ("1d", "m-rope", "rope-2d", "mrope-interleave", "rope-tie", "rope-tv")  # built by ablate.models.positions
@@ -298,8 +299,6 @@ POSITION_ALIASES = {"rope-2d": "m-rope"}  # old ID -> level; run keys hash the o
 ROPE_2D_FAMILIES = ("llama", "mistral", "qwen2")
 STAGE_NAMES = ("align", "finetune", "full-finetune")
 COMPONENTS = ("projector", "llm", "vision")
-BACKBONE_FAMILIES = ("open_clip", "hf-clip", "hf-siglip", "hf-dinov2", "timm", "patch-embed")
-LAUNCHERS = ("local", "slurm", "debug")
 
 
 # Strings that reach the sbatch script (one ``#SBATCH --key=value`` line each): a newline there would start a
@@ -349,25 +348,29 @@ def feature_width(cfg: Any) -> int:
 
 
 def validate(cfg: Any) -> None:
-    """Check values and cross-axis combinations of a composed config; raise ConfigError (one line)."""
+    """Check values and cross-axis combinations of a composed config; raise ConfigError (one line).  Component
+    IDs are checked against their registries (``ablate.registry``: the built-ins and the plug-ins')."""
+    from ablate import registry as r
+
+    r.load_plugins(cfg.get("plugins") or ())
     v = cfg.vision
     _check(len(v.backbones) >= 1, "vision.backbones", list(v.backbones), "at least one backbone")
     grids = set()
     for i, b in enumerate(v.backbones):
-        _allowed(f"vision.backbones[{i}].family", b.family, BACKBONE_FAMILIES)
+        r.VISION_FAMILIES.check(b.family, f"vision.backbones[{i}].family")
         _allowed(f"vision.backbones[{i}].activation", b.activation, ACTIVATIONS)
         _check(b.image_size == v.image_size, f"vision.backbones[{i}].image_size", b.image_size,
                f"{v.image_size} (the backbone's resolution vision.image_size; {v.id} supports only that)")
         grids.add(v.image_size // b.patch_size)
     _check(len(grids) == 1, "vision.backbones", v.id, f"branches with one patch grid, got grids {sorted(grids)}")
-    _allowed("image", cfg.image.id, IMAGE_IDS)
+    r.IMAGE_TRANSFORMS.check(cfg.image.id)
 
     p = cfg.projector
-    _allowed("projector", p.id, PROJECTOR_IDS)
+    r.PROJECTORS.check(p.id)
     fused = len(v.backbones) > 1
     if p.id == "fused-mlp" and not fused:
         raise ConfigError(f"projector: invalid value 'fused-mlp' for single backbone vision={v.id!r}; "
-                          "allowed: linear, mlp, perceiver, qformer")
+                          f"allowed: {', '.join(n for n in r.PROJECTORS.names() if n != 'fused-mlp')}")
     if p.id in RESAMPLERS:
         _check(p.num_tokens is not None and p.num_tokens > 0, "projector.num_tokens", p.num_tokens,
                f"a positive number of learned queries for projector={p.id}")
@@ -380,7 +383,9 @@ def validate(cfg: Any) -> None:
                           f"expected null for projector={p.id} (only perceiver/qformer resample)")
 
     llm = cfg.llm
-    _allowed("llm.prompt_format", llm.prompt_format, PROMPT_FORMATS)
+    r.PROMPT_FORMATS.check(llm.prompt_format)
+    if llm.get("tokenizer") not in (None, ""):
+        r.TOKENIZERS.check(llm.tokenizer)
     _allowed("llm.image_positions", llm.image_positions, IMAGE_POSITIONS)
     if llm.image_positions != "1d":
         _check(llm.family in ROPE_2D_FAMILIES, "llm.image_positions", llm.image_positions,
@@ -389,6 +394,9 @@ def validate(cfg: Any) -> None:
                f"a projector that keeps the patch grid, got projector={p.id}")
     _check(llm.path is not None or llm.hf_id is not None or llm.random_init is not None, "llm", llm.id,
            "one of llm.path, llm.hf_id or llm.random_init")
+    if llm.path is not None and llm.random_init is not None:
+        raise ConfigError(f"llm.random_init: invalid value (set) with llm.path={llm.path!r} (llm={llm.id}); expected "
+                          "one of them: random_init builds a random LM, path loads one (add llm.random_init=null)")
     _check(llm.random_init is not None or llm.spec is not None or llm.path is not None, "llm.spec", None,
            f"the architecture of llm={llm.id} (conf/llm/*.yaml spec:, checked against its weights)")
     if llm.spec is not None:
@@ -411,8 +419,7 @@ def validate(cfg: Any) -> None:
         raise ConfigError(f"train.align.epochs: invalid value {cfg.train.align.epochs!r} for single-stage "
                           f"recipe={cfg.recipe.id}; the recipe has no align stage")
     if has_align:
-        _check(len(cfg.data.align) > 0 or cfg.data.synthetic is not None, "data.align", [],
-               f"align sources for recipe={cfg.recipe.id}")
+        _check(len(cfg.data.align) > 0, "data.align", [], f"align sources for recipe={cfg.recipe.id}")
     for v_backbone in v.backbones:
         if v_backbone.family == "patch-embed" and any("vision" not in s.trainable for s in stages):
             raise ConfigError(f"recipe: invalid value {cfg.recipe.id!r} for vision={v.id!r}; patch-embed has "
@@ -440,7 +447,9 @@ def validate(cfg: Any) -> None:
     mp = cfg.data.get("max_image_pixels")
     _check(mp is None or mp >= 1, "data.max_image_pixels", mp, "a positive number of pixels, or null (no limit)")
     _allowed("eval.closed_set", cfg.eval.closed_set, ("prob", "generate"))
-    _allowed("launcher", cfg.launcher.id, LAUNCHERS)
+    for bench in cfg.eval.benchmarks:
+        r.BENCHMARKS.check(bench)
+    r.EXECUTORS.check(cfg.launcher.id)
     check_launcher_strings(cfg.launcher)
     _check(cfg.launcher.tasks_per_node >= 1, "launcher.tasks_per_node", cfg.launcher.tasks_per_node, ">= 1")
     rt, ev = cfg.runtime, cfg.eval

@@ -28,9 +28,11 @@ from typing import Any
 import yaml
 
 from ablate.config import ALL_GROUPS, AXIS_GROUPS, CONF_DIR, ConfigError, validate
+from ablate.registry import conf_dirs, group_files
 
-# Top-level sections that never change a trained model or its scores.
-NON_SCIENCE_SECTIONS = ("study", "launcher", "tracking", "runtime")
+# Top-level sections that never change a trained model or its scores (a plug-in's components enter the run
+# identity through their IDs and config groups).
+NON_SCIENCE_SECTIONS = ("study", "plugins", "launcher", "tracking", "runtime")
 # Keys that hold filesystem locations wherever they appear (a path is not science).
 PATH_KEYS = ("root", "path")
 # Keys that change speed but not results.
@@ -43,10 +45,9 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
 
 
 # ---------------------------------------------------------------------------------------------- compose
-@cache
 def group_options(group: str) -> tuple[str, ...]:
-    """The option names of a config group (the YAML files under conf/<group>/)."""
-    return tuple(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
+    """The option names of a config group (the YAML files under conf/<group>/ and the plug-ins' conf dirs)."""
+    return tuple(group_files(group))
 
 
 def _check_group_values(overrides: Sequence[str]) -> None:
@@ -77,6 +78,26 @@ def _compose_groups(group_overrides: tuple[str, ...]) -> Any:
     if not GlobalHydra.instance().is_initialized():
         initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="ablate")
     return hydra_compose(config_name="config", overrides=list(group_overrides))
+
+
+def searchpath_override() -> list[str]:
+    """``hydra.searchpath=[...]`` naming the loaded plug-ins' config folders (none: no override)."""
+    extra = conf_dirs()[1:]
+    return [f"hydra.searchpath=[{','.join(f'file://{d}' for d in extra)}]"] if extra else []
+
+
+def load_plugin_overrides(overrides: Sequence[str]) -> list[str]:
+    """The modules a ``plugins=[...]`` (or ``+plugins=``) override names, loaded before anything composes."""
+    from ablate.registry import load_plugins
+
+    names: list[str] = []
+    for ov in overrides:
+        key, _, _ = ov.lstrip("+").partition("=")
+        if key == "plugins":
+            value = _parsed(ov.lstrip("+")).value()
+            names += [str(v) for v in (value if isinstance(value, list) else [value])]
+    load_plugins(names)
+    return names
 
 
 @cache
@@ -112,8 +133,9 @@ def compose(overrides: Sequence[str] = (), *, check: bool = True) -> Any:
     from omegaconf import OmegaConf
 
     overrides = list(overrides)
+    load_plugin_overrides(overrides)
     _check_group_values(overrides)
-    groups = tuple(o for o in overrides if _is_group_override(o))
+    groups = (*searchpath_override(), *(o for o in overrides if _is_group_override(o)))
     values = [o for o in overrides if not _is_group_override(o)]
     try:
         cfg = pickle.loads(_base_bytes(groups))
@@ -163,6 +185,8 @@ def science_dict(cfg: Any, *, with_seed: bool = True) -> dict[str, Any]:
     llm = sci.get("llm")
     if isinstance(llm, dict) and llm.get("image_positions") == "m-rope":
         llm["image_positions"] = "rope-2d"  # M-RoPE's old ID: runs made before the rename keep their key
+    if isinstance(sci.get("vision"), dict):  # removed key (branch weights are per-branch paths now): keys stay
+        sci["vision"] = {**sci["vision"], "weights_dir": None}
     if not with_seed:
         sci["train"] = {k: v for k, v in sci["train"].items() if k != "seed"}
     return sci

@@ -302,6 +302,9 @@ def execute(point: Mapping[str, Any], *, train: TrainFn, evaluate: EvaluateFn, t
     if point.get("cwd"):
         os.chdir(str(point["cwd"]))  # relative paths (runs/, data/, sqlite store) mean the submitter's cwd
     cfg = OmegaConf.create(dict(point["config"]))
+    from ablate.registry import load_plugins
+
+    load_plugins(cfg.get("plugins") or ())  # the point's plug-ins register their components in this process
     run_key = str(point["run_key"])
     run_dir = run_dir_of(cfg, run_key)
     if is_done(run_dir):
@@ -379,9 +382,10 @@ def _hydra_main() -> None:
     from omegaconf import DictConfig
 
     from ablate.config import CONF_DIR, register_configs, validate
-    from ablate.design import axis_levels, design_key, run_key
+    from ablate.design import axis_levels, design_key, run_key, searchpath_override
 
     register_configs()
+    sys.argv += searchpath_override()  # the plug-ins' config groups (vision=tiny-clip, ...) compose as conf/'s
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def app(cfg: DictConfig) -> str:

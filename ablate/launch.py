@@ -12,7 +12,7 @@ each run is doing.  The flow:
    body resumes from its checkpoint;
 4. write ``studies/<study>/manifest.json`` (points, run_keys, job ids, submission history).
 
-Executors are string IDs in ``EXECUTORS``: ``slurm`` (SlurmExecutor), ``local`` (LocalExecutor: one
+Executors are string IDs in ``ablate.registry.EXECUTORS``: ``slurm`` (SlurmExecutor), ``local`` (LocalExecutor: one
 process per job on this machine; they outlive ``ablate sweep``), ``debug`` (DebugExecutor: in-process).
 """
 
@@ -113,7 +113,7 @@ def master_port_setup() -> str:
             '[ -n "$MASTER_PORT" ] || unset MASTER_PORT')
 
 
-def _slurm_executor(launcher: Any, folder: Path) -> submitit.Executor:
+def slurm_executor(launcher: Any, folder: Path) -> submitit.Executor:
     check_launcher_strings(launcher)  # validate() did already; the sbatch script is never written unchecked
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=int(launcher.max_requeues))
     setup = [str(s) for s in launcher.setup]
@@ -138,7 +138,7 @@ def _slurm_executor(launcher: Any, folder: Path) -> submitit.Executor:
     return ex
 
 
-def _local_executor(launcher: Any, folder: Path) -> submitit.Executor:
+def local_executor(launcher: Any, folder: Path) -> submitit.Executor:
     ex = submitit.LocalExecutor(folder=folder, max_num_timeout=int(launcher.max_requeues))
     ex.update_parameters(timeout_min=int(launcher.time_min), tasks_per_node=int(launcher.tasks_per_node),
                          gpus_per_node=int(launcher.gpus_per_node), signal_delay_s=int(launcher.signal_delay_s),
@@ -146,19 +146,15 @@ def _local_executor(launcher: Any, folder: Path) -> submitit.Executor:
     return ex
 
 
-def _debug_executor(launcher: Any, folder: Path) -> submitit.Executor:
+def debug_executor(launcher: Any, folder: Path) -> submitit.Executor:
     return submitit.DebugExecutor(folder=folder)
 
 
-EXECUTORS: dict[str, Callable[[Any, Path], submitit.Executor]] = {
-    "slurm": _slurm_executor, "local": _local_executor, "debug": _debug_executor,
-}
-
-
 def make_executor(launcher: Any, folder: Path) -> submitit.Executor:
-    if launcher.id not in EXECUTORS:
-        raise ConfigError(f"launcher: invalid value {launcher.id!r}; allowed: {', '.join(EXECUTORS)}")
-    return EXECUTORS[launcher.id](launcher, folder)
+    """The submitit executor ``launcher.id`` names in ``ablate.registry.EXECUTORS``."""
+    from ablate.registry import EXECUTORS
+
+    return EXECUTORS.get(launcher.id)(launcher, folder)
 
 
 # ------------------------------------------------------------------------------------------- validation

@@ -6,7 +6,7 @@ image?" (half yes, half no, colour visible or not), on scenes of the synthetic s
 model (``build_vlm``), data pipeline (LLaVA JSON -> ``build_dataset``) and loss.  It prints held-out accuracy
 of the yes/no token every ``--every`` steps (chance 0.5).
 
-    .venv/bin/python bench/grounding.py --steps 1200                      # conf/llm/tiny-llama as shipped
+    .venv/bin/python bench/grounding.py --steps 1200                      # llm=tiny-llama as shipped
     .venv/bin/python bench/grounding.py --steps 1200 --init-range 0.02    # HF's default initializer_range
     .venv/bin/python bench/grounding.py --steps 300 --batch 16 --binding  # POPE's questions, the demo's budget
     .venv/bin/python bench/grounding.py --steps 400 --batch 16 --max-objects 1 --size-factor 1.25
@@ -146,9 +146,10 @@ def main() -> None:
     from ablate.data.mixes import build_dataset
     from ablate.design import compose
     from ablate.models.vlm import build_vlm
+    from ablate.shapes.demo import tower_overrides
 
-    pretrained = [f"vision.weights_dir={args.pretrained}", f"llm.path={Path(args.pretrained) / 'tiny-llama'}",
-                  "llm.random_init=null"] if args.pretrained else []
+    pretrained = [*tower_overrides(compose(["vision=tiny-clip"]).vision, Path(args.pretrained)),
+                  f"llm.path={Path(args.pretrained) / 'tiny-llama'}", "llm.random_init=null"] if args.pretrained else []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_colour_presence(root, args.images, turns=args.turns, binding=args.binding,

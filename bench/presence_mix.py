@@ -24,8 +24,8 @@ from pathlib import Path
 
 from scipy.stats import mannwhitneyu
 
-from ablate.design import load_study
-from ablate.shapes.demo import DEMO_STUDY, demo_overrides, pretrained_dir, world_dir
+from ablate.design import compose, load_study
+from ablate.shapes.demo import DEMO_STUDY, demo_overrides, pretrained_dir, tower_overrides, world_dir
 
 ABLATE = [sys.executable, "-m", "ablate.cli"]
 
@@ -63,7 +63,8 @@ def train_and_eval(demo: Path, records: Path, seed: int, image: str, work: Path)
            "data.finetune": f"[{{name:mix,json:{records},images:{world / 'images'}}}]"}
     baseline = {k: v for k, v in load_study(DEMO_STUDY).baseline.items() if k not in own}
     overrides = [*(f"{k}={v}" for k, v in baseline.items()),
-                 *(o for o in demo_overrides(demo, "full") if _key(o) not in own), *(f"{k}={v}" for k, v in own.items())]
+                 *(o for o in demo_overrides(demo, "full") if _key(o) not in own), *(f"{k}={v}" for k, v in own.items()),
+                 *tower_overrides(compose([f"vision={baseline['vision']}"]).vision, pretrained_dir(demo, "full"))]
     out = subprocess.run([*ABLATE, "train", *overrides], capture_output=True, text=True, check=True).stdout
     run_dir = Path(next(line.split(" -> ")[1] for line in out.splitlines() if line.startswith("run ")))
     subprocess.run([*ABLATE, "eval", str(run_dir), "--benchmarks", "pope"], capture_output=True, text=True,

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from ablate.config import CONF_DIR, ConfigError
+from ablate.config import ALL_GROUPS, CONF_DIR, ConfigError
 from ablate.design import compose
+from ablate.registry import group_files
 
 # Options that only compose together with another axis level (a valid combination).
 COMPANIONS = {
     ("projector", "fused-mlp"): ["vision=dinosiglip-384"],
     ("vision", "tiny-patch-embed"): ["recipe=single-stage-full-ft"],
 }
-OPTIONS = sorted((p.parent.name, p.stem) for p in CONF_DIR.glob("*/*.yaml"))
+OPTIONS = sorted((g, o) for g in ALL_GROUPS for o in group_files(g))  # conf/ and the plug-ins' conf dirs
 
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}/{o}" for g, o in OPTIONS])
@@ -87,3 +88,24 @@ def test_validation_errors_are_one_clear_line(overrides: list[str], message: str
 
 def test_conf_dir_is_inside_the_repo() -> None:
     assert Path(__file__).resolve().parent.parent / "conf" == CONF_DIR
+
+
+def test_random_init_with_a_path_is_an_error_not_a_silent_winner() -> None:
+    with pytest.raises(ConfigError, match=r"^llm.random_init: invalid value \(set\) with llm.path='/models/lm' "
+                       r"\(llm=tiny-llama\); expected one of them: random_init builds a random LM, path loads one "
+                       r"\(add llm.random_init=null\)$"):
+        compose(["llm=tiny-llama", "llm.path=/models/lm"])
+    assert compose(["llm=tiny-llama", "llm.path=/models/lm", "llm.random_init=null"]).llm.random_init is None
+
+
+def test_component_ids_come_from_the_registries() -> None:
+    from ablate import registry
+
+    with pytest.raises(ConfigError, match="^projector: invalid value 'mlp2'; allowed: linear, mlp, fused-mlp, "
+                       "perceiver, qformer, gated-xattn$"):
+        compose(["projector.id=mlp2"])
+    with pytest.raises(ConfigError, match="^eval.benchmarks: invalid value 'mmmu'; allowed: vqav2, gqa, "):
+        compose(["eval.benchmarks=[pope,mmmu]"])
+    with pytest.raises(ConfigError, match="^llm.tokenizer: invalid value 'bpe'; allowed: synthetic-bpe$"):
+        compose(["llm=tiny-llama", "llm.tokenizer=bpe"])
+    assert registry.TOKENIZERS.origin("synthetic-bpe") == "ablate.shapes.plugin"

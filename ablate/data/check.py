@@ -23,15 +23,15 @@ from typing import Any
 
 import yaml
 
-from ablate.config import CONF_DIR, ConfigError
+from ablate.config import ConfigError
 from ablate.data.llava import DataStats, read_records
 from ablate.data.untrusted import DEFAULT_MAX_IMAGE_PIXELS, ImageTooLargeError, open_image
-from ablate.shapes.world import crop_cut_fraction, format_crop_cut
+from ablate.registry import BENCHMARKS, group_files
 
 MAX_PROBLEMS_PER_FILE = 5
 DECODE = ("sample", "all", "none")  # which training images `data check` decodes (benchmark images: all)
 DECODE_SAMPLE = 1000  # training images decoded per file with --decode sample (fixed seed)
-LLAVA_SKIP = ("scenes.json",)  # JSON files at a shapes root that are not LLaVA files
+LLAVA_SKIP = ("scenes.json",)  # JSON files a generated data root holds that are not LLaVA files
 
 
 @dataclass
@@ -78,10 +78,9 @@ def present_benchmarks(eval_root: Path) -> list[str]:
     """Benchmarks with files under ``eval_root`` (DIR mode: absent benchmarks are not checked).  A benchmark
     is present when the folder of any file of its layout exists (``tallyqa/``, ``refer/refcoco/``) and every
     file only it needs (textvqa-ocr's OCR file) exists."""
-    from ablate.eval.benchmarks import BENCHMARKS
-
     present = []
-    for bid, cls in BENCHMARKS.items():
+    for bid in BENCHMARKS.names():
+        cls = BENCHMARKS.get(bid)
         specs = cls.layout.files_for(bid).values()
         if any((eval_root / s.path).parent.is_dir() for s in specs) and \
                 all((eval_root / s.path).exists() for s in specs if bid in s.only):
@@ -99,12 +98,12 @@ def check_benchmarks(eval_root: Path, ids: Iterable[str], r: Report, *, decode: 
     """Each benchmark's own loader (``Benchmark.load``: every file of its layout, keys and types, ids, not
     empty, images inside the root), then every example's image present (and fully decoded if ``decode``).
     One problem line per rejected file, naming it; the images missing from one benchmark are one line."""
-    from ablate.eval.benchmarks import BENCHMARKS, BenchmarkFormatError, get_benchmark
+    from ablate.eval.benchmarks import BenchmarkFormatError, get_benchmark
 
     seen: set[Path] = set()
     for bid in ids:
         if bid not in BENCHMARKS:
-            r.problem("eval.benchmarks", f"unknown benchmark {bid!r}; known: {', '.join(BENCHMARKS)}")
+            r.problem("eval.benchmarks", f"invalid value {bid!r}; allowed: {', '.join(BENCHMARKS.names())}")
             continue
         bench = get_benchmark(bid, eval_root)
         files = [str(eval_root / s.path) for s in bench.layout.files_for(bid).values()]
@@ -136,14 +135,14 @@ def check_benchmarks(eval_root: Path, ids: Iterable[str], r: Report, *, decode: 
 
 # ------------------------------------------------------------------------------------------- training
 def training_files(root: Path) -> list[tuple[str, Path, Path]]:
-    """(name, json, image dir) of LLaVA files under ``root``: top-level JSON files (shapes roots) and the
+    """(name, json, image dir) of LLaVA files under ``root``: top-level JSON files (generated roots) and the
     ``conf/data`` mix sources that exist there."""
     found: dict[Path, tuple[str, Path, Path]] = {}
     images = root / "images" if (root / "images").is_dir() else root
     for path in sorted(root.glob("*.json")):
         if path.name not in LLAVA_SKIP:
             found[path] = (path.stem, path, images)
-    for conf in sorted((CONF_DIR / "data").glob("*.yaml")):
+    for conf in group_files("data").values():
         spec = yaml.safe_load(conf.read_text()) or {}
         for src in [*spec.get("align", []), *spec.get("finetune", [])]:
             path = root / src["json"]
@@ -208,8 +207,9 @@ def check_scope(cfgs: Sequence[Any], *, decode: str = "sample", max_pixels: int 
     """Config/study mode: exactly the training sources and benchmarks the composed configs use, each distinct
     (JSON, image folder) and (eval root, benchmark) checked once however many mixes or points share it.
     ``quick`` (``ablate sweep``): training files only checked to exist, benchmark images only checked to
-    exist.  Returns the report and warnings (a synthetic root not generated yet is a warning: the first job
-    writes it; a real eval root that does not exist is a problem per benchmark, naming its missing file)."""
+    exist.  Returns the report and warnings (a data root that does not exist at all is a warning, as is an
+    eval root inside it: written before the jobs run, e.g. by ``ablate data synth``; an eval root that does not
+    exist elsewhere is a problem per benchmark, naming its missing file)."""
     from ablate.data.mixes import STAGE_DATA
 
     report, warnings = Report(max_pixels=max_pixels), []
@@ -218,16 +218,16 @@ def check_scope(cfgs: Sequence[Any], *, decode: str = "sample", max_pixels: int 
     for cfg in cfgs:
         data, ev = cfg.data, cfg.eval
         root = Path(data.root)
-        synthetic_pending = bool(data.get("synthetic")) and not (root / "instruct.json").exists()
-        if synthetic_pending:
-            line = f"{root}: synthetic data root not generated yet (written by the first job)"
+        pending = not root.exists()  # a data root not written yet (ablate data synth / prepare)
+        if pending:
+            line = f"{root}: data root does not exist yet; training files not checked before submit"
             warnings += [line] if line not in warnings else []
         else:
             for stage in STAGE_DATA:
                 for s in getattr(data, stage):
                     sources.setdefault((root / s.json, root / s.images), (s.name, data.id))
-        if synthetic_pending and Path(ev.root).is_relative_to(root) and not Path(ev.root).is_dir():
-            continue  # written with the shapes world
+        if pending and Path(ev.root).is_relative_to(root):
+            continue  # written with its data root
         benchmarks.setdefault(Path(ev.root), {}).update(dict.fromkeys(ev.benchmarks))
     if quick:
         for (js, images), (name, mix) in sources.items():
@@ -272,10 +272,6 @@ def cli_check(args: argparse.Namespace) -> int:
         print(f"{key.ljust(width)}  {value}")
     for line in warnings:
         print(f"warning: {line}")
-    if root is not None:
-        eval_root = Path(root) / "eval"
-        if (eval_root / "scenes.json").is_file() and not report.problems:
-            print(format_crop_cut(crop_cut_fraction(eval_root)))
     if report.problems:
         print(f"\n{len(report.problems)} problem(s):")
         for p in report.problems:

@@ -202,7 +202,7 @@ class Example:
     example_id: str
     input_ids: torch.Tensor  # (L,)
     labels: torch.Tensor  # (L,)
-    pixel_values: torch.Tensor | dict[str, torch.Tensor] | None  # None: a text-only model's batch (no tower)
+    pixel_values: torch.Tensor | dict[str, torch.Tensor]
     has_image: bool
 
 
@@ -325,17 +325,12 @@ def collate(examples: Sequence[Example | None], pad_token_id: int = 0,
             pad_to_multiple_of: int | None = None) -> dict[str, Any]:
     """Pad a list of examples (right padding; ``None`` = skipped, dropped) into the batch of
     docs/contracts.md: ``pixel_values``, ``input_ids``, ``attention_mask``, ``labels``, ``has_image``,
-    ``example_ids``.  Examples without pixel values (an LM trained alone) give ``pixel_values`` None; a batch
-    cannot mix the two."""
+    ``example_ids``."""
     import torch
 
     kept = [e for e in examples if e is not None]
     if not kept:
         raise BadDataError(f"collate: all {len(examples)} examples of the batch were skipped as bad data")
-    without = [e.example_id for e in kept if e.pixel_values is None]
-    if without and len(without) != len(kept):
-        raise ValueError(f"collate: examples {without[:3]} have no pixel values and others do; expected all or "
-                         "none (text-only rows of a VLM batch carry blank pixels)")
     length = max(len(e.input_ids) for e in kept)
     if pad_to_multiple_of:
         length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
@@ -347,7 +342,7 @@ def collate(examples: Sequence[Example | None], pad_token_id: int = 0,
         input_ids[row, :n] = e.input_ids
         labels[row, :n] = e.labels
         attention_mask[row, :n] = 1
-    return {"pixel_values": None if without else _stack([e.pixel_values for e in kept]), "input_ids": input_ids,
+    return {"pixel_values": _stack([e.pixel_values for e in kept]), "input_ids": input_ids,
             "attention_mask": attention_mask, "labels": labels,
             "has_image": torch.tensor([e.has_image for e in kept], dtype=torch.bool),
             "example_ids": [e.example_id for e in kept]}

@@ -3,8 +3,8 @@
 ``build_mix(cfg, "align" | "finetune")`` reads every source of that stage (``cfg.data.align`` /
 ``cfg.data.finetune``: LLaVA-1.5 558K captions; the 665K instruct mix, + LRV-Instruct, + LVIS-Instruct-4V)
 under ``cfg.data.root``.  All missing files are reported in ONE error.  ``cotraining: false`` drops the
-language-only examples (counted).  When ``cfg.data.synthetic`` is set and the root has no data yet, the
-shapes world is generated there first (deterministic for its size and seed).  ``build_dataset`` wraps the
+language-only examples (counted).  Nothing is generated here: a generated data root is written before (its
+own step, e.g. ``ablate data synth``).  ``build_dataset`` wraps the
 records into a tokenizing ``LlavaDataset``; ``steps_for`` turns (dataset size, global batch, epochs) into
 a step budget, so fractional epochs (1.25, 1.5) are max-step budgets as in Prismatic.
 """
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,30 +46,6 @@ class Mix:
         return len(self.records) - self.n_multimodal
 
 
-def ensure_synthetic(data_cfg: Any) -> None:
-    """Generate the shapes world under ``data.root`` when ``data.synthetic`` is set and nothing is there."""
-    syn = data_cfg.get("synthetic") if hasattr(data_cfg, "get") else getattr(data_cfg, "synthetic", None)
-    root = Path(data_cfg.root)
-    if not syn or (root / "instruct.json").exists():
-        return
-    from ablate.shapes.world import write_world
-
-    size, seed = int(syn.get("size", 2000)), int(syn.get("seed", 0))
-    log.info("data root %s is empty: generating the shapes world (size %d, seed %d)", root, size, seed)
-    # write beside the root and rename, so concurrent jobs never read a half-written world
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_world(tmp, size, seed)
-    try:
-        os.rename(tmp, root)
-    except OSError:  # another job finished first (or root is a non-empty folder without instruct.json)
-        shutil.rmtree(tmp, ignore_errors=True)
-    if not (root / "instruct.json").exists():
-        raise FileNotFoundError(f"data.root: {str(root)!r} exists without instruct.json; expected an empty or "
-                                "missing folder for data.synthetic to generate the shapes world into")
-
-
 def _sources(data_cfg: Any, stage_data: str) -> list[Any]:
     if stage_data not in STAGE_DATA:
         raise ValueError(f"stage data: invalid value {stage_data!r}; allowed: {', '.join(STAGE_DATA)}")
@@ -97,11 +71,9 @@ PREFLIGHT_MAX_BYTES = 64 << 20  # JSON files up to this size are parsed before a
 def preflight(data_cfg: Any) -> None:
     """Fail fast, before the slow start-up (model build, weights): every missing source of both stages in one
     error, and malformed JSON in the sources small enough to parse twice (the large ones fail when read, with
-    the same one-line message).  A synthetic root that is not generated yet is skipped (it will be)."""
+    the same one-line message)."""
     from ablate.data.llava import load_json
 
-    if getattr(data_cfg, "synthetic", None) and not (Path(data_cfg.root) / "instruct.json").exists():
-        return
     missing = missing_files(data_cfg)
     if missing:
         raise MissingDataError(f"data mix {data_cfg.id!r} under root {data_cfg.root!r}: {len(missing)} missing: "
@@ -116,7 +88,6 @@ def preflight(data_cfg: Any) -> None:
 def build_mix(cfg: Any, stage_data: str, *, stats: DataStats | None = None, check_images: bool = True) -> Mix:
     """The validated records of ``cfg.data``'s ``stage_data`` sources (``align`` or ``finetune``)."""
     data = cfg.data
-    ensure_synthetic(data)
     sources = _sources(data, stage_data)
     if not sources:
         raise ValueError(f"data.{stage_data}: no sources in data mix {data.id!r}")

@@ -24,7 +24,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from ablate.models.registry import IMAGE_TRANSFORMS
+from ablate.registry import IMAGE_TRANSFORMS
 
 Geometry = Callable[[torch.Tensor, int, tuple[int, int, int]], torch.Tensor]
 BICUBIC = InterpolationMode.BICUBIC
@@ -36,17 +36,14 @@ def mean_colour(mean: Sequence[float]) -> tuple[int, int, int]:
     return r, g, b
 
 
-@IMAGE_TRANSFORMS.register("resize-naive")
 def resize_naive(image: torch.Tensor, size: int, fill: tuple[int, int, int]) -> torch.Tensor:
     return TF.resize(image, [size, size], interpolation=BICUBIC, antialias=True)
 
 
-@IMAGE_TRANSFORMS.register("resize-crop")
 def resize_crop(image: torch.Tensor, size: int, fill: tuple[int, int, int]) -> torch.Tensor:
     return TF.center_crop(TF.resize(image, size, interpolation=BICUBIC, antialias=True), [size, size])
 
 
-@IMAGE_TRANSFORMS.register("letterbox")
 def letterbox(image: torch.Tensor, size: int, fill: tuple[int, int, int]) -> torch.Tensor:
     h, w = image.shape[-2:]
     side = max(h, w)

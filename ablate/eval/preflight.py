@@ -5,7 +5,7 @@ missing or malformed benchmark or training file is one line naming the file now 
 hours of training.  The benchmark checks are the loaders themselves (``Benchmark.load``: every file of the
 benchmark's layout, unique ids, not empty, images inside the root) plus every image present, so a file the
 loader would reject can never pass; training sources are checked to exist (``ablate data check`` reads
-every record).  A synthetic data root not generated yet (written by the first job) is a warning.
+every record).  A data or eval root that does not exist yet is a warning (its files are not checked).
 """
 
 from __future__ import annotations

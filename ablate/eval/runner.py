@@ -179,7 +179,8 @@ def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
     """``eval=<option>`` swaps in conf/eval/<option>.yaml; ``a.b=v`` sets a value (OmegaConf dotlist)."""
     from omegaconf import OmegaConf
 
-    from ablate.config import CONF_DIR, ConfigError
+    from ablate.config import ConfigError
+    from ablate.registry import group_files
 
     dotlist = []
     for ov in overrides:
@@ -187,10 +188,10 @@ def apply_overrides(cfg: Any, overrides: Sequence[str]) -> Any:
         if not sep:
             raise ConfigError(f"override {ov!r}: expected key=value")
         if key == "eval":
-            path = CONF_DIR / "eval" / f"{value}.yaml"
-            if not path.is_file():
-                options = sorted(p.stem for p in (CONF_DIR / "eval").glob("*.yaml"))
+            options = group_files("eval")
+            if value not in options:
                 raise ConfigError(f"eval: invalid value {value!r}; allowed: {', '.join(options)}")
+            path = options[value]
             cfg.eval = OmegaConf.merge(cfg.eval, OmegaConf.load(path))
         else:
             dotlist.append(ov)
@@ -216,10 +217,12 @@ def cli_eval(args: argparse.Namespace) -> int:
 
     from ablate.design import compose
     from ablate.models.vlm import VLM
+    from ablate.registry import load_plugins
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     model_dir, out_dir, config = resolve_target(Path(args.target))
     cfg = OmegaConf.load(config) if config is not None else compose([])
+    load_plugins(cfg.get("plugins") or ())
     cfg = apply_overrides(cfg, list(args.overrides or []))
     benchmarks = [b for b in args.benchmarks.split(",") if b] if args.benchmarks else None
     device = cfg.runtime.device if "runtime" in cfg else "auto"

@@ -26,6 +26,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from ablate.config import ConfigError
+from ablate.registry import option_path
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +70,10 @@ def _load_local(loader: Any, source: str, what: str, llm_id: str, **kwargs: Any)
 
 
 def in_process_tokenizer(llm_cfg: Any) -> Any:
-    """The tokenizer named by ``llm.tokenizer`` (built in-process, no files)."""
-    from ablate.shapes.tokenizer import TOKENIZER_ID, shapes_tokenizer
+    """The tokenizer ``llm.tokenizer`` names in ``ablate.registry.TOKENIZERS`` (built in-process, no files)."""
+    from ablate.registry import TOKENIZERS
 
-    if llm_cfg.tokenizer != TOKENIZER_ID:
-        raise ValueError(f"llm.tokenizer: invalid value {llm_cfg.tokenizer!r}; allowed: {TOKENIZER_ID}, null "
-                         "(= the tokenizer saved with the weights)")
-    return shapes_tokenizer()
+    return TOKENIZERS.get(llm_cfg.tokenizer)()
 
 
 def build_tokenizer(llm_cfg: Any) -> Any:
@@ -115,7 +113,7 @@ def spec_vocab_size(llm_cfg: Any) -> int:
 
 
 def llm_config(llm_cfg: Any, vocab_size: int | None = None, tokenizer: Any = None) -> Any:
-    """The HF config of ``llm_cfg`` from ``random_init`` (tiny LMs) or ``spec`` (named LMs), with
+    """The HF config of ``llm_cfg`` from ``random_init`` (random-init LMs) or ``spec`` (named LMs), with
     ``vocab_size`` rows (default: the tokenizer's padded size, else the spec's)."""
     if llm_cfg.random_init is not None:
         init = _plain(llm_cfg.random_init)
@@ -162,12 +160,12 @@ def check_spec(llm_cfg: Any, config: Any, source: str) -> None:
         same = (got == want) if not isinstance(want, float) else got is not None and abs(float(got) - want) <= 1e-6 * abs(want)
         if not same:
             raise SpecMismatchError(f"llm={llm_cfg.id}: the weights at {source!r} have {key}={got!r}; the spec "
-                                    f"(conf/llm/{llm_cfg.id}.yaml) says {key}={want!r}")
+                                    f"({option_path('llm', llm_cfg.id)}) says {key}={want!r}")
     shipped = getattr(config, "dtype", None)
     shipped = str(shipped).removeprefix("torch.") if shipped is not None else None
     if shipped is not None and shipped != spec.weights_dtype:
         raise SpecMismatchError(f"llm={llm_cfg.id}: the weights at {source!r} have weights_dtype={shipped!r}; the "
-                                f"spec (conf/llm/{llm_cfg.id}.yaml) says weights_dtype={spec.weights_dtype!r}")
+                                f"spec ({option_path('llm', llm_cfg.id)}) says weights_dtype={spec.weights_dtype!r}")
 
 
 def build_llm(llm_cfg: Any, tokenizer: Any, *, dtype: torch.dtype = torch.float32) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ablate.models.registry import PROJECTORS
+from ablate.registry import PROJECTORS
 
 
 class MLP(nn.Sequential):
@@ -82,32 +82,26 @@ class Resampler(nn.Module):
         return self.norm(x)
 
 
-@PROJECTORS.register("linear")
 def build_linear(cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
     return nn.Linear(in_dim, out_dim)
 
 
-@PROJECTORS.register("mlp")
 def build_mlp(cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
     return MLP(in_dim, out_dim, out_dim)
 
 
-@PROJECTORS.register("fused-mlp")
 def build_fused_mlp(cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
     return MLP(in_dim, cfg.hidden_mult * in_dim, out_dim, out_dim)
 
 
-@PROJECTORS.register("perceiver")
 def build_perceiver(cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
     return Resampler(in_dim, out_dim, cfg.num_tokens, cfg.depth, cfg.heads, self_attend=False)
 
 
-@PROJECTORS.register("qformer")
 def build_qformer(cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
     return Resampler(in_dim, out_dim, cfg.num_tokens, cfg.depth, cfg.heads, self_attend=True)
 
 
-@PROJECTORS.register("gated-xattn")
 def build_gated_xattn(cfg: Any, in_dim: int, out_dim: int) -> nn.Module:
     from ablate.models.bridge import GatedXAttnBridge
 

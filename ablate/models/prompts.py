@@ -24,11 +24,11 @@ inserted by the VLM, right after BOS).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ablate.models.registry import PROMPT_FORMATS
+from ablate.registry import PROMPT_FORMATS
 
 Conversation = Sequence[tuple[str, str]]
 Segments = list[tuple[str, bool]]
@@ -123,25 +123,24 @@ PromptFormat = WrapFormat | ChatTemplateFormat
 
 
 def _wrap_builder(name: str, first_user: str, user: str, assistant: str = " {msg}{eos}", *,
-                  eos: str | None = None, option_prefix: str = " ") -> None:
-    @PROMPT_FORMATS.register(name)
+                  eos: str | None = None, option_prefix: str = " ") -> Callable[[Any], WrapFormat]:
     def build(tokenizer: Any = None) -> WrapFormat:
         end = eos or getattr(tokenizer, "eos_token", None) or "</s>"
         return WrapFormat(name, first_user, user, assistant, end, option_prefix)
+    return build
 
 
-_wrap_builder("base", "In: {msg}\nOut:", "In: {msg}\nOut:")
-_wrap_builder("vicuna-v1.5", LLAVA_SYSTEM_PROMPT + " USER: {msg} ASSISTANT:", "USER: {msg} ASSISTANT:")
+base = _wrap_builder("base", "In: {msg}\nOut:", "In: {msg}\nOut:")
+vicuna_v15 = _wrap_builder("vicuna-v1.5", LLAVA_SYSTEM_PROMPT + " USER: {msg} ASSISTANT:", "USER: {msg} ASSISTANT:")
 # Prismatic's format_system_prompt writes "<<SYS>\n" (one '>'); the paper's Llama-2-chat models trained on it
-_wrap_builder("llama-2-chat", "[INST] <<SYS>\n" + LLAMA2_SYSTEM_PROMPT + "\n<</SYS>>\n\n{msg} [/INST]",
-              "[INST] {msg} [/INST]")
-_wrap_builder("mistral-instruct", "[INST] {msg} [/INST]", "[INST] {msg} [/INST]")
-_wrap_builder("phi-2", "Input: {msg}\nOutput: ", "Input: {msg}\nOutput: ", "{msg}\n{eos}", eos="<|endoftext|>",
-              option_prefix="")
+llama_2_chat = _wrap_builder("llama-2-chat", "[INST] <<SYS>\n" + LLAMA2_SYSTEM_PROMPT + "\n<</SYS>>\n\n{msg} [/INST]",
+                             "[INST] {msg} [/INST]")
+mistral_instruct = _wrap_builder("mistral-instruct", "[INST] {msg} [/INST]", "[INST] {msg} [/INST]")
+phi_2 = _wrap_builder("phi-2", "Input: {msg}\nOutput: ", "Input: {msg}\nOutput: ", "{msg}\n{eos}",
+                      eos="<|endoftext|>", option_prefix="")
 
 
-@PROMPT_FORMATS.register("tokenizer")
-def _chat_template_format(tokenizer: Any = None) -> ChatTemplateFormat:
+def chat_template_format(tokenizer: Any = None) -> ChatTemplateFormat:
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ValueError("prompt format 'tokenizer': expected a tokenizer with a chat_template, got "
                          f"{type(tokenizer).__name__ if tokenizer is not None else None}")

@@ -5,11 +5,13 @@ prefix tokens (CLS / registers) dropped and no final norm; blocks after it and t
 away so they cost nothing and get no gradients.  Families are registered by string ID:
 
 - ``open_clip``: CLIP and SigLIP through ``open_clip.create_model`` (SigLIP's tower is a timm trunk inside
-  open_clip).  Tiny archs (``tiny-clip``, ``tiny-siglip``) are registered with ``open_clip.add_model_config``
-  from the BackboneConfig fields; real archs load weights from ``path`` or the local open_clip/HF cache.
-- ``timm``: DINOv2 (with registers) and IN1K ViTs; tiny ``tiny-dinov2`` / ``tiny-vit`` shrink a real timm arch.
+  open_clip); weights from ``path`` or the local open_clip/HF cache.
+- ``timm``: DINOv2 (with registers) and IN1K ViTs.
 - ``hf-clip`` / ``hf-siglip`` / ``hf-dinov2``: transformers vision models (``hidden_states[feature_layer]``).
 - ``patch-embed``: Fuyu-style linear embedding of raw pixel patches plus learned positions.
+
+A plug-in may register a builder for one ``<family>/<arch>`` (``ablate.registry.VISION_ARCHS``): it wins over
+the family's builder for that arch and returns a :class:`Branch` through the same ``*_branch`` helpers.
 
 Each branch is built with the MLP activation its config names (``activation``: ``quick_gelu`` for OpenAI CLIP,
 as Prismatic forces it; never inferred from the arch name), and the built module is measured (width, depth,
@@ -23,11 +25,7 @@ per-patch features; branches with different patch grids are rejected when the ba
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -37,9 +35,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ablate.models.llm import SpecMismatchError, WeightsNotFoundError
-from ablate.models.registry import VISION_FAMILIES
+from ablate.registry import VISION_ARCHS, VISION_FAMILIES, option_path
 
-__all__ = ["VisionBackbone", "build_vision", "branch_names", "WeightsNotFoundError", "SpecMismatchError"]
+__all__ = ["VisionBackbone", "build_vision", "branch_names", "WeightsNotFoundError", "SpecMismatchError",
+           "Branch", "timm_branch", "open_clip_branch", "hf_branch", "load_branch_weights"]
 
 # activation module class names -> config activation ids (torch, open_clip, timm and transformers classes)
 _ACTIVATION_CLASSES = {"QuickGELU": "quick_gelu", "QuickGELUActivation": "quick_gelu", "GELUTanh": "gelu_tanh",
@@ -120,26 +119,14 @@ def _timm_facts(trunk: nn.Module) -> dict[str, Any]:
                 num_prefix_tokens=int(trunk.num_prefix_tokens), activation=module_activation(trunk.blocks[0]))
 
 
-def _timm_branch(trunk: nn.Module, b: Any) -> Branch:
+def timm_branch(trunk: nn.Module, b: Any) -> Branch:
     facts = _timm_facts(trunk)
     index = block_index(len(trunk.blocks), b.feature_layer)
     trunk.prune_intermediate_layers(indices=[index], prune_norm=True, prune_head=True)
     return Branch(trunk, _timm_extract(index), list(trunk.blocks), b.width, b.image_size // b.patch_size, facts)
 
 
-TINY_TIMM_ARCHS = {  # tiny arch -> (real timm arch it shrinks, extra kwargs)
-    "tiny-dinov2": ("vit_small_patch14_reg4_dinov2", {}),
-    "tiny-vit": ("vit_small_patch16_224", {}),
-    "tiny-siglip": ("vit_base_patch16_siglip_224", {}),
-}
-
-
-def _tiny_timm_kwargs(b: Any) -> dict[str, Any]:
-    return dict(img_size=b.image_size, patch_size=b.patch_size, embed_dim=b.width, depth=b.depth,
-                num_heads=b.heads, mlp_ratio=b.mlp_ratio, num_classes=0, act_layer=_activation(b))
-
-
-def _activation(b: Any) -> str:
+def activation(b: Any) -> str:
     return str(getattr(b, "activation", None) or "gelu")
 
 
@@ -159,16 +146,11 @@ def _hf_cache_dir() -> str:
     return str(HF_HUB_CACHE)
 
 
-@VISION_FAMILIES.register("timm")
 def build_timm(b: Any) -> Branch:
     import timm
 
-    if b.arch in TINY_TIMM_ARCHS:
-        arch, extra = TINY_TIMM_ARCHS[b.arch]
-        trunk = timm.create_model(arch, pretrained=False, **_tiny_timm_kwargs(b), **extra)
-        return _timm_branch(trunk, b)
     name = f"{b.arch}.{b.pretrained}" if b.pretrained else b.arch
-    kwargs: dict[str, Any] = dict(num_classes=0, img_size=b.image_size, act_layer=_activation(b))
+    kwargs: dict[str, Any] = dict(num_classes=0, img_size=b.image_size, act_layer=activation(b))
     if b.path:
         if not Path(b.path).exists():
             raise WeightsNotFoundError(f"vision backbone {b.arch}: path {b.path!r} does not exist")
@@ -183,55 +165,10 @@ def build_timm(b: Any) -> Branch:
         trunk = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=found), **kwargs)
     else:
         trunk = timm.create_model(name, pretrained=False, **kwargs)
-    return _timm_branch(trunk, b)
+    return timm_branch(trunk, b)
 
 
 # --------------------------------------------------------------------------------------------- open_clip
-_OPEN_CLIP_DIR = Path(tempfile.gettempdir()) / "ablate-open_clip-configs"
-
-
-def _register_tiny_open_clip(b: Any) -> str:
-    """Register an open_clip model config for a tiny arch from the backbone fields; return its name."""
-    import open_clip
-    import timm
-    from timm.models import register_model
-
-    fields = dict(arch=b.arch, s=b.image_size, p=b.patch_size, w=b.width, d=b.depth, h=b.heads, m=b.mlp_ratio,
-                  a=_activation(b))
-    digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
-    name = f"ablate-{b.arch}-{digest}"
-    if name in open_clip.list_models():
-        return name
-    text_cfg = dict(context_length=16, vocab_size=64, width=32, heads=2, layers=1)
-    if b.arch == "tiny-clip":
-        vision_cfg: dict[str, Any] = dict(image_size=b.image_size, layers=b.depth, width=b.width,
-                                          head_width=b.width // b.heads, mlp_ratio=b.mlp_ratio,
-                                          patch_size=b.patch_size)
-    elif b.arch == "tiny-siglip":  # SigLIP towers are timm trunks in open_clip: register a tiny timm arch
-        timm_name = f"ablate_tiny_siglip_{digest}"
-        if timm_name not in timm.list_models():
-            base, _ = TINY_TIMM_ARCHS["tiny-siglip"]
-            kwargs = _tiny_timm_kwargs(b)
-            kwargs.pop("num_classes")
-
-            def entry(pretrained: bool = False, **overrides: Any) -> nn.Module:
-                return timm.create_model(base, pretrained=False, **{**kwargs, **overrides})
-            entry.__name__ = timm_name
-            register_model(entry)
-        vision_cfg = dict(image_size=b.image_size, timm_model_name=timm_name, timm_model_pretrained=False,
-                          timm_pool="map", timm_proj="none")
-        text_cfg.update(no_causal_mask=True, pool_type="last")
-    else:
-        raise KeyError(f"unknown tiny open_clip arch {b.arch!r}; known: tiny-clip, tiny-siglip")
-    _OPEN_CLIP_DIR.mkdir(parents=True, exist_ok=True)
-    path = _OPEN_CLIP_DIR / f"{name}.json"
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # per process: concurrent jobs register the same arch
-    tmp.write_text(json.dumps(dict(embed_dim=b.width, vision_cfg=vision_cfg, text_cfg=text_cfg)))
-    tmp.replace(path)
-    open_clip.add_model_config(path)
-    return name
-
-
 def _open_clip_weights(b: Any) -> str:
     """Local weights file for a real open_clip arch: ``path`` or the HF cache entry of its pretrained tag."""
     import open_clip
@@ -250,22 +187,25 @@ def _open_clip_weights(b: Any) -> str:
     return found
 
 
-@VISION_FAMILIES.register("open_clip")
+def open_clip_kwargs(b: Any) -> dict[str, Any]:
+    """``open_clip.create_model`` keyword arguments of a branch: QuickGELU only where the config says so
+    (open_clip's plain arch names build exact GELU even for OpenAI weights loaded from a file: only the
+    `openai` tag or `-quickgelu` names switch it), on the default device."""
+    return dict(force_quick_gelu=activation(b) == "quick_gelu", device=_default_device())
+
+
 def build_open_clip(b: Any) -> Branch:
     import open_clip
 
-    # QuickGELU only where the config says so: open_clip's plain arch names build exact GELU even for OpenAI
-    # weights loaded from a file (only the `openai` tag or `-quickgelu` names switch it)
-    kwargs: dict[str, Any] = dict(force_quick_gelu=_activation(b) == "quick_gelu", device=_default_device())
-    if is_tiny_arch(b.arch):
-        model = open_clip.create_model(_register_tiny_open_clip(b), pretrained=None, **kwargs)
-    elif b.pretrained or b.path:
-        model = open_clip.create_model(b.arch, pretrained=_open_clip_weights(b), **kwargs)
-    else:
-        model = open_clip.create_model(b.arch, pretrained=None, **kwargs)
+    weights = _open_clip_weights(b) if b.pretrained or b.path else None
+    return open_clip_branch(open_clip.create_model(b.arch, pretrained=weights, **open_clip_kwargs(b)), b)
+
+
+def open_clip_branch(model: nn.Module, b: Any) -> Branch:
+    """The branch of an open_clip model's vision tower (a timm trunk for SigLIP), pruned after ``feature_layer``."""
     visual = model.visual
     if hasattr(visual, "trunk"):  # timm-backed tower (SigLIP)
-        return _timm_branch(visual.trunk, b)
+        return timm_branch(visual.trunk, b)
     blocks = visual.transformer.resblocks
     size = visual.image_size if isinstance(visual.image_size, int) else visual.image_size[0]
     patch = visual.patch_size if isinstance(visual.patch_size, int) else visual.patch_size[0]
@@ -288,22 +228,31 @@ _HF_FAMILIES = {  # family -> (config class, model class) names in transformers
 }
 
 
-def _build_hf(b: Any, family: str) -> Branch:
+def hf_classes(family: str) -> tuple[Any, Any]:
+    """The transformers (config class, model class) of an ``hf-*`` family."""
     import transformers
 
-    config_cls, model_cls = (getattr(transformers, n) for n in _HF_FAMILIES[family])
-    if is_tiny_arch(b.arch):
-        config = config_cls(hidden_size=b.width, num_hidden_layers=b.depth, num_attention_heads=b.heads,
-                            intermediate_size=int(b.width * b.mlp_ratio), image_size=b.image_size,
-                            patch_size=b.patch_size, hidden_act=_HF_ACTS.get(_activation(b), "gelu"))
-        model = model_cls(config)
-    else:
-        source = b.path or b.arch
-        try:
-            model = model_cls.from_pretrained(source, local_files_only=True)
-        except (OSError, ValueError):
-            raise WeightsNotFoundError(f"vision backbone {family} {b.arch}: weights not found locally (looked in "
-                                       f"{source!r} as a path and in {_hf_cache_dir()})") from None
+    return tuple(getattr(transformers, n) for n in _HF_FAMILIES[family])  # type: ignore[return-value]
+
+
+def hf_act(b: Any) -> str:
+    """The transformers ``hidden_act`` name of a branch's activation."""
+    return _HF_ACTS.get(activation(b), "gelu")
+
+
+def _build_hf(b: Any, family: str) -> Branch:
+    _, model_cls = hf_classes(family)
+    source = b.path or b.arch
+    try:
+        model = model_cls.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError):
+        raise WeightsNotFoundError(f"vision backbone {family} {b.arch}: weights not found locally (looked in "
+                                   f"{source!r} as a path and in {_hf_cache_dir()})") from None
+    return hf_branch(model, b)
+
+
+def hf_branch(model: nn.Module, b: Any) -> Branch:
+    """The branch of a transformers vision model, pruned after ``feature_layer``."""
     encoder_layers = model.encoder.layer if hasattr(model.encoder, "layer") else model.encoder.layers
     c = model.config
     facts = dict(width=int(c.hidden_size), depth=len(encoder_layers), heads=int(c.num_attention_heads),
@@ -319,8 +268,16 @@ def _build_hf(b: Any, family: str) -> Branch:
     return Branch(model, extract, list(encoder_layers), b.width, b.image_size // b.patch_size, facts)
 
 
-for _family in _HF_FAMILIES:
-    VISION_FAMILIES.register(_family)(lambda b, _f=_family: _build_hf(b, _f))
+def build_hf_clip(b: Any) -> Branch:
+    return _build_hf(b, "hf-clip")
+
+
+def build_hf_siglip(b: Any) -> Branch:
+    return _build_hf(b, "hf-siglip")
+
+
+def build_hf_dinov2(b: Any) -> Branch:
+    return _build_hf(b, "hf-dinov2")
 
 
 # ------------------------------------------------------------------------------------------- patch-embed
@@ -337,12 +294,15 @@ class PatchEmbed(nn.Module):
         return self.proj(pixels).flatten(2).transpose(1, 2) + self.pos
 
 
-@VISION_FAMILIES.register("patch-embed")
 def build_patch_embed(b: Any) -> Branch:
+    """Random init, or the branch state dict at ``path`` (safetensors)."""
     module = PatchEmbed(b.image_size, b.patch_size, b.width)
     facts = dict(width=int(b.width), depth=0, patch_size=int(b.patch_size), image_size=int(b.image_size),
                  activation="none")
-    return Branch(module, lambda m, x: m(x), [], b.width, b.image_size // b.patch_size, facts)
+    branch = Branch(module, lambda m, x: m(x), [], b.width, b.image_size // b.patch_size, facts)
+    if b.path:
+        load_branch_weights(branch, Path(b.path), f"vision backbone patch-embed {b.arch}")
+    return branch
 
 
 # ------------------------------------------------------------------------------------------------ fused
@@ -396,11 +356,11 @@ def build_vision(vision_cfg: Any, *, load_weights: bool = True) -> VisionBackbon
         if not load_weights:
             b = SimpleNamespace(**{**OmegaConf.to_container(b, resolve=True), "pretrained": None, "path": None}) \
                 if isinstance(b, DictConfig) else SimpleNamespace(**{**vars(b), "pretrained": None, "path": None})
-        branches[name] = VISION_FAMILIES.get(b.family)(b)
-        check_branch(branches[name], b, f"vision={vision_cfg.id} branch {name}", f"conf/vision/{vision_cfg.id}.yaml")
-        weights = tiny_weights_file(b, getattr(vision_cfg, "weights_dir", None) if load_weights else None)
-        if weights is not None:
-            load_branch_weights(branches[name], weights, f"vision={vision_cfg.id} branch {name}")
+        arch = f"{b.family}/{b.arch}"
+        builder = VISION_ARCHS.get(arch) if arch in VISION_ARCHS else VISION_FAMILIES.get(b.family)
+        branches[name] = builder(b)
+        check_branch(branches[name], b, f"vision={vision_cfg.id} branch {name}",
+                     option_path("vision", str(vision_cfg.id)))
     return VisionBackbone(branches, str(vision_cfg.id))
 
 
@@ -414,39 +374,19 @@ def check_branch(branch: Branch, b: Any, what: str, where: str) -> None:
             continue
         got, want = branch.facts[key], getattr(b, key, None)
         if key == "activation":
-            want = _activation(b)
+            want = activation(b)
         if want is not None and got != want:
             raise SpecMismatchError(f"{what}: the built model has {key}={got!r}; the spec ({where}) says "
                                     f"{key}={want!r}")
 
 
-def is_tiny_arch(arch: str) -> bool:
-    """Tiny archs are named ``tiny-*``: built at the backbone config's size, random-init or from a
-    ``weights_dir``, never looked up as real weights."""
-    return str(arch).startswith("tiny-")
-
-
-def is_tiny(b: Any) -> bool:
-    """A tiny branch: a tiny arch of any family, or the patch-embed stand-in."""
-    return is_tiny_arch(b.arch) or b.family == "patch-embed"
-
-
-def tiny_weights_file(b: Any, weights_dir: str | None) -> Path | None:
-    """The weights of a tiny arch: its ``path``, else ``<weights_dir>/<arch>.safetensors``; None = random init."""
-    if not is_tiny(b):
-        return None
-    if b.path:
-        return Path(b.path)
-    return Path(weights_dir) / f"{b.arch}.safetensors" if weights_dir else None
-
-
 def load_branch_weights(branch: nn.Module, path: Path, what: str) -> None:
-    """Load a branch's safetensors state dict (saved by ``ablate.shapes.pretrain``); every key must match."""
+    """Load a branch's state dict from a safetensors file (``Branch.state_dict()`` as saved); every key must match."""
     from safetensors.torch import load_file
 
     if not path.is_file():
         raise WeightsNotFoundError(f"{what}: weights file {str(path)!r} does not exist (expected a safetensors "
-                                   "state dict of the branch, as ablate.shapes.pretrain saves)")
+                                   "state dict of the branch)")
     state = load_file(str(path))
     missing, unexpected = branch.load_state_dict(state, strict=False)
     if missing or unexpected:

@@ -351,14 +351,14 @@ def assemble(cfg: DictConfig, tokenizer: Any, llm: nn.Module, *, load_vision_wei
 
 
 def build_vlm(cfg: DictConfig) -> VLM:
-    """The VLM of a composed config: tiny random-init or local weights (never downloaded)."""
+    """The VLM of a composed config: random-init parts or local weights (never downloaded)."""
     tokenizer = build_tokenizer(cfg.llm)
     return assemble(cfg, tokenizer, build_llm(cfg.llm, tokenizer))
 
 
 def meta_llm(llm_cfg: Any) -> nn.Module:
     """The LM of ``llm_cfg`` on the meta device (float32, no storage) from its spec or ``random_init``; no
-    weights or tokenizer files are read (the synthetic tokenizer is built in-process; a tiny LM given only by
+    weights or tokenizer files are read (an in-process tokenizer is built; an LM given only by
     ``llm.path`` is built from the config file there)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -375,7 +375,7 @@ def meta_llm(llm_cfg: Any) -> nn.Module:
 
 
 def build_meta_vlm(cfg: DictConfig, *, llm: nn.Module | None = None, vision: nn.Module | None = None) -> VLM:
-    """A design point's VLM on the meta device: the real module tree (classes, shapes, dtypes) with no storage
+    """A design point's VLM on the meta device: the real module tree (classes, tensor sizes, dtypes) with no storage
     and no weights or tokenizer read, in seconds even for 13B (``ablate describe``; FSDP unit planning).
     ``llm`` / ``vision`` reuse already-built meta components."""
     llm = llm if llm is not None else meta_llm(cfg.llm)

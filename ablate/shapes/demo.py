@@ -35,14 +35,15 @@ LLMS = ("tiny-llama", "tiny-llama-chat")  # the base LM and its chat variant (ab
 
 
 def demo_overrides(out: Path, size: str) -> list[str]:
-    """Overrides that put data, runs and tracking under `out`, start every point from the pretrained tiny
-    components in `out/pretrained` (as Prismatic starts from pretrained backbones), and size the study."""
+    """Overrides that put data, runs and tracking under `out`, start every point from the pretrained tiny LM in
+    `out/pretrained-<size>` (as Prismatic starts from pretrained backbones; the towers: `start_from_pretrained`),
+    and size the study."""
     data = world_dir(out, size)
     pretrained = pretrained_dir(out, size)
     return [
         f"data.root={data}", f"data.synthetic.size={SIZES[size]['world']}", f"eval.root={data / 'eval'}",
         # the chat level's llm.path: start_llms_from_pretrained
-        f"vision.weights_dir={pretrained}", f"llm.path={pretrained / 'tiny-llama'}", "llm.random_init=null",
+        f"llm.path={pretrained / 'tiny-llama'}", "llm.random_init=null",
         f"runtime.runs_dir={out / 'runs'}", f"tracking.uri=sqlite:///{out / 'mlflow.db'}",
         f"tracking.artifact_root={out / 'mlflow-artifacts'}", "launcher=local", "runtime.progress=false",
         *SIZES[size]["overrides"],
@@ -60,6 +61,29 @@ def pretrained_dir(out: Path, size: str) -> Path:
 def world_dir(out: Path, size: str) -> Path:
     """Where the demo of ``size`` keeps its shapes world."""
     return out / "data" / f"shapes-{SIZES[size]['world']}"
+
+
+def start_from_pretrained(points: list[Any], pretrained: Path) -> list[Any]:
+    """Every branch of every point loads its pretrained tower (``path`` = ``<pretrained>/<arch>.safetensors``,
+    as ``ablate.shapes.pretrain`` saves them) under the weights tag ``pretrained-<size>``, which enters the run
+    identity as a real backbone's tag does (the path does not); run keys are recomputed."""
+    from omegaconf import OmegaConf
+
+    from ablate.design import design_key, run_key
+
+    for p in points:
+        for ov in tower_overrides(p.config.vision, pretrained):
+            key, _, value = ov.partition("=")
+            OmegaConf.update(p.config, key, value)
+        p.run_key, p.design_key = run_key(p.config), design_key(p.config)
+    return points
+
+
+def tower_overrides(vision_cfg: Any, pretrained: Path) -> list[str]:
+    """The overrides that start the branches of ``vision_cfg`` from the towers pretrained into ``pretrained``."""
+    return [ov for i, b in enumerate(vision_cfg.backbones)
+            for ov in (f"vision.backbones.{i}.path={pretrained / f'{b.arch}.safetensors'}",
+                       f"vision.backbones.{i}.pretrained={pretrained.name}")]
 
 
 def ensure_demo_pretrained(points: list[Any], out: Path, size: str) -> Path:
@@ -166,7 +190,8 @@ def run_demo(size: str = "full", out: str | Path = "demo", launcher: str = "loca
     study = load_study(study_file)  # sweeps/demo.yaml (a part of it: the same runs, e.g. one axis)
     if SIZES[size]["seeds"]:
         study.seeds = study.seeds[: SIZES[size]["seeds"]]
-    points = start_llms_from_pretrained(expand(study, overrides), pretrained_dir(out, size))
+    points = start_llms_from_pretrained(start_from_pretrained(expand(study, overrides), pretrained_dir(out, size)),
+                                        pretrained_dir(out, size))
     data_root = Path(points[0].config.data.root)
     clock = {"start": time.perf_counter()}
     if not (data_root / "instruct.json").exists():

@@ -5,11 +5,11 @@ point starts from the same pretrained components and trains the projector (and, 
 random-init models on 2 CPU cores never learn to look at their image in the demo's budget (bench/README.md:
 presence questions stay at chance), so a demo with random-init components could not find any image effect.
 This module pretrains the tiny components once, each on what its real counterpart learned before a VLM was
-built from it, and saves them where ``vision.weights_dir`` / ``llm.path`` point:
+built from it, and saves them where the branches' ``vision.backbones[].path`` and ``llm.path`` point:
 
 - ``pretrain_vision``: each branch of a tiny vision config learns per-patch labels of shapes-world scenes
   (which colours and shapes cover each patch, and whether a word does) through a linear probe on the features
-  the VLM uses (the second-to-last block), under all three image transforms; saved as
+  the VLM uses (the second-to-last block), under every registered image transform; saved as
   ``<dir>/<arch>.safetensors`` per branch.
 - ``pretrain_llm``: the tiny LM learns to look things up in its context: presence questions about a scene
   listed in words where the image will go, half with negatives that share a colour or shape with a present
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ablate.models.registry import IMAGE_TRANSFORMS
+from ablate.registry import IMAGE_TRANSFORMS
 from ablate.shapes.chat import DESCRIBE_PROMPTS, plain_description
 from ablate.shapes.questions import instruct_turn, qa_presence
 from ablate.shapes.scene import COLORS, SHAPES, Scene, draw_object, draw_word, render
@@ -42,7 +42,6 @@ from ablate.shapes.training import train_scene
 LABELS = (*COLORS, *SHAPES, "word")  # per-patch targets of the vision probe
 DESCRIBE_SHARE = 0.5  # share of the LM's conversations that end with a plain description of the scene
 CHAT_LR = 1e-3  # the chat variant's tuning from the base LM
-IMAGE_IDS = ("letterbox", "resize-naive", "resize-crop")
 POS_WEIGHT = 4.0
 COVER = 0.25  # a patch has a label when its region covers more than this share of the patch
 
@@ -104,12 +103,13 @@ def pretrain_vision(vision_cfg: Any, out: str | Path, *, steps: int = 600, batch
     rng = random.Random(f"{seed}/pretrain-vision")
     vision = build_vision(vision_cfg)
     head = nn.Linear(vision.embed_dim, len(LABELS))
-    transforms = {i: build_image_transform(i, vision_cfg) for i in IMAGE_IDS}
+    image_ids = IMAGE_TRANSFORMS.names()
+    transforms = {i: build_image_transform(i, vision_cfg) for i in image_ids}
     patch = int(vision_cfg.image_size) // vision.grid
 
     def sample(n: int) -> tuple[Any, torch.Tensor]:
         scenes = [train_scene(rng) for _ in range(n)]
-        image_id = rng.choice(IMAGE_IDS)
+        image_id = rng.choice(image_ids)
         pixels = transforms[image_id]([render(s) for s in scenes])
         geometry = IMAGE_TRANSFORMS.get(image_id)
         targets = torch.stack([patch_targets(label_masks(s), geometry, int(vision_cfg.image_size), patch)
@@ -203,8 +203,10 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
 
     def sample(n: int) -> dict[str, Any]:
         rows = [tokenize_conversation(tokenizer, fmt, conversations(train_scene(rng), rng)) for _ in range(n)]
+        # an LM alone: empty pixels (the batch's pixel_values are never read)
         return collate([Example(f"words-{i}", torch.tensor(ids[:max_length]), torch.tensor(labels[:max_length]),
-                                None, False) for i, (ids, labels) in enumerate(rows)], int(tokenizer.pad_token_id))
+                                torch.zeros(0), False) for i, (ids, labels) in enumerate(rows)],
+                       int(tokenizer.pad_token_id))
 
     held_out = [sample(batch) for _ in range(8)]
     probe_rows = []  # POPE-style binding in words: the scene + a presence question with hard negatives
@@ -285,7 +287,7 @@ def ensure_pretrained(vision_cfgs: list[Any], llm_cfg: Any, out: str | Path, *, 
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import OmegaConf
 
     out = Path(out)
     if (out / "DONE").exists():
@@ -299,8 +301,8 @@ def ensure_pretrained(vision_cfgs: list[Any], llm_cfg: Any, out: str | Path, *, 
                                  f"weights file {out / (str(b.arch) + '.safetensors')} can hold only one")
             seen[str(b.arch)] = str(v.id)
         v = OmegaConf.create(OmegaConf.to_container(v, resolve=True))
-        with open_dict(v):
-            v.weights_dir = None  # pretraining starts from random init
+        for b in v.backbones:
+            b.path = None  # pretraining starts from random init
         jobs.append(("vision", v, str(out), vision_steps))
     if chat_cfg is not None:
         jobs.append(("chat", (llm_cfg, chat_cfg), str(out), (llm_steps, chat_steps)))  # type: ignore[arg-type]

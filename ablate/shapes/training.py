@@ -80,7 +80,7 @@ def presence_records(scene: Scene, name: str, rng: random.Random, k: int = PRESE
 def write_training(out: Path, size: int, seed: int, progress: bool = False) -> dict[str, int]:
     """``images/``, ``align.json`` (one caption per image), ``instruct.json`` (2-4 QA turns per image plus
     size/10 language-only conversations) and ``presence.json`` (``PRESENCE_PER_IMAGE`` colour-presence
-    questions per image, LRV-Instruct style; what conf/data/shapes-presence.yaml trains on)."""
+    questions per image, LRV-Instruct style; what data=shapes-presence trains on)."""
     from tqdm import tqdm
 
     rng, presence_rng = random.Random(f"{seed}/train"), random.Random(f"{seed}/presence")
@@ -99,5 +99,5 @@ def write_training(out: Path, size: int, seed: int, progress: bool = False) -> d
     random.Random(f"{seed}/order").shuffle(instruct)
     dump_json(out / "align.json", align)
     dump_json(out / "presence.json", presence)
-    dump_json(out / "instruct.json", instruct)  # last: its presence marks a complete world (ensure_synthetic)
+    dump_json(out / "instruct.json", instruct)  # last: its presence marks a complete world (ensure_world)
     return {"images": size, "align.json": len(align), "instruct.json": len(instruct), "presence.json": len(presence)}

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ablate.data.untrusted import safe_pickle_load
 from ablate.shapes.benchmarks import EVAL_WRITERS, REFER_DATASETS, EvalWriter
@@ -103,6 +106,29 @@ def write_world(out: str | Path, size: int = 2000, seed: int = 0, *, progress: b
     dump_json(out / "eval/scenes.json", writer.scenes)
     counts["eval images"] = len(writer.scenes)
     return counts
+
+
+def ensure_world(data_cfg: Any) -> Path:
+    """Write the world of a data config (``data.synthetic``: size, seed) under ``data.root`` unless one is
+    there; beside the root and renamed, so concurrent writers never leave a half-written world.  Returns root."""
+    root = Path(data_cfg.root)
+    if (root / "instruct.json").exists():
+        return root
+    syn = data_cfg.get("synthetic") if hasattr(data_cfg, "get") else getattr(data_cfg, "synthetic", None)
+    if not syn:
+        raise ValueError(f"data={data_cfg.id}: no data.synthetic (size, seed) to generate {str(root)!r} from")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_world(tmp, int(syn.get("size", 2000)), int(syn.get("seed", 0)))
+    try:
+        os.rename(tmp, root)
+    except OSError:  # another writer finished first (or root is a non-empty folder without instruct.json)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not (root / "instruct.json").exists():
+        raise FileNotFoundError(f"data.root: {str(root)!r} exists without instruct.json; expected an empty or "
+                                "missing folder to generate the shapes world into")
+    return root
 
 
 def cli_synth(args: argparse.Namespace) -> int:

@@ -7,8 +7,10 @@ memory and disk reads grow with world size x model size.  Here every rank builds
 
 - a stage after the first (or a resumed run): each rank reads only its slices of the previous stage-end
   checkpoint (sharded: ``ablate.train.sharded``; a full checkpoint is read whole);
-- the first stage of a fresh run: rank 0 builds the initial model (seeded random init / pretrained towers
-  and LM) and broadcasts it into the shards (``broadcast_from_rank0``);
+- the first stage of a fresh run: an LM with local safetensors is read slice by slice on every rank like a
+  checkpoint; rank 0 builds the rest one component at a time (the LM when it must be resized or is random
+  init, the tower, the projector: seeded, in ``build_vlm``'s order, so the values are the one-process
+  build's) and broadcasts each into the shards (``broadcast_from_rank0``) before building the next;
 - one process: the same skeleton, materialized on the device.
 
 The final model is materialized by rank 0 alone from the last checkpoint (LoRA adapters merged) and saved
@@ -136,18 +138,141 @@ def _default_full(cfg: Any) -> nn.Module:
 
 def _broadcast_initial(cfg: Any, model: nn.Module, info: DistInfo, build_model: ModelBuilder | None, *,
                        strict: bool) -> None:
-    """Rank 0 builds the initial model (seeded) and broadcasts it into every rank's shards."""
+    """The first stage's weights into every rank's shards, one component at a time.
+
+    The default VLM is built as ``build_vlm`` builds it (seeded, same order, so the same values): an LM with
+    local safetensors of the skeleton's shapes is read slice by slice on every rank (nothing whole anywhere);
+    otherwise rank 0 builds the LM, then the tower, then the projector, each broadcast into the shards and
+    dropped before the next, so rank 0 holds one component at a time.  A custom ``build_model`` (tests' toy
+    models) is built whole on rank 0 and broadcast."""
+    if build_model is not None:
+        full: dict[str, torch.Tensor] = {}
+        if info.is_main:
+            seed_everything(int(cfg.train.seed))
+            full = {k: v.detach() for k, v in build_model(cfg).state_dict().items()}
+        _broadcast(model, full, strict=strict)
+        return
+    from ablate.models.llm import build_llm, build_tokenizer
+    from ablate.models.projector import build_projector
+    from ablate.models.vision import build_vision
+
+    expected = set(_model_keys(model))
+    loaded: set[str] = set()
+    seed_everything(int(cfg.train.seed))
+    tokenizer = build_tokenizer(cfg.llm)  # as build_vlm: the tokenizer first (its RNG use included)
+    llm_folder = direct_llm_folder(cfg, model)
+    if llm_folder is not None:
+        loaded |= _read_llm(llm_folder, model)
+    else:
+        loaded |= _broadcast_part(model, "llm", lambda: build_llm(cfg.llm, tokenizer), info)
+    loaded |= _broadcast_part(model, "vision", lambda: build_vision(cfg.vision), info)
+
+    def projector() -> nn.Module:
+        proj = build_projector(cfg.projector, model.vision.embed_dim,
+                               model.llm.get_input_embeddings().weight.shape[1])
+        if hasattr(proj, "attach"):  # gated-xattn makes its blocks from the LM's depth (VLM.__init__)
+            from ablate.models.vlm import meta_llm
+
+            proj.attach(meta_llm(cfg.llm))
+        return proj
+
+    loaded |= _broadcast_part(model, "projector", projector, info)
+    missing = sorted(expected - loaded)
+    if missing and strict:
+        raise RuntimeError(f"initial weights: {len(missing)} model keys came from no component "
+                           f"(first: {missing[0]})")
+
+
+def _model_keys(model: nn.Module) -> list[str]:
+    """The model's state keys as the unwrapped VLM names them (LoRA adapters left out)."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    keys = list(get_model_state_dict(model))
+    if not lora.is_wrapped(model):
+        return keys
+    return [b for k in keys if (b := lora.base_key(k)) is not None]
+
+
+def _broadcast(model: nn.Module, full: dict[str, torch.Tensor], *, strict: bool) -> None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
-    full: dict[str, torch.Tensor] = {}
-    if info.is_main:
-        seed_everything(int(cfg.train.seed))
-        initial = build_model(cfg) if build_model is not None else _default_full(cfg)
-        full = {k: v.detach() for k, v in initial.state_dict().items()}
-        if lora.is_wrapped(model):
-            full = {_wrapped_key(model, k): v for k, v in full.items()}
+    if lora.is_wrapped(model):
+        full = {_wrapped_key(model, k): v for k, v in full.items()}
     set_model_state_dict(model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True,
                                                                strict=strict))
+
+
+def _broadcast_part(model: nn.Module, prefix: str, build: Callable[[], nn.Module], info: DistInfo) -> set[str]:
+    """Rank 0 builds one component; its weights go into every rank's shards under ``prefix.``; a key set that
+    differs from the skeleton's is one error on every rank (never a hang or a silently partial load)."""
+    part: dict[str, torch.Tensor] = {}
+    problem = None
+    if info.is_main:
+        part = {f"{prefix}.{k}": v.detach() for k, v in build().state_dict().items()}
+        want = {k for k in _model_keys(model) if k.startswith(prefix + ".")}
+        extra, lacking = sorted(set(part) - want), sorted(want - set(part))
+        if extra or lacking:
+            problem = (f"initial weights of {prefix}: the built component and the skeleton differ "
+                       f"({len(extra)} extra keys, first {extra[:1]}; {len(lacking)} missing, first {lacking[:1]})")
+    box = [problem]
+    torch.distributed.broadcast_object_list(box, src=0)
+    if box[0] is not None:
+        raise RuntimeError(box[0])
+    keys = [None]
+    if info.is_main:
+        keys = [sorted(part)]
+    torch.distributed.broadcast_object_list(keys, src=0)
+    _broadcast(model, part, strict=False)
+    del part
+    return set(keys[0])
+
+
+def direct_llm_folder(cfg: Any, model: nn.Module) -> Path | None:
+    """``llm.path`` when its safetensors hold every LM tensor of the skeleton at the skeleton's shape (no
+    vocabulary resize, no renamed keys): then each rank reads its slices of the LM from there."""
+    from ablate.models.llm import check_spec
+
+    if cfg.llm.random_init is not None or not cfg.llm.get("path"):
+        return None
+    folder = Path(cfg.llm.path)
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    shapes: dict[str, list[int]] = {}
+    for f in files:
+        header, _ = sharded.read_header(str(f))
+        shapes.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+    for k, v in _llm_tensors(model).items():
+        if k not in shapes and not _tied_head(model, k):
+            return None
+        if k in shapes and list(shapes[k]) != list(v.shape):
+            return None
+    check_spec(cfg.llm, model.llm.config, str(folder))
+    return folder
+
+
+def _llm_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The LM's tensors of the (sharded) model by their names in the LM's own files."""
+    return sharded.model_tensors(model, lambda k: _llm_name(model, k))
+
+
+def _llm_name(model: nn.Module, key: str) -> str | None:
+    base = lora.base_key(key) if lora.is_wrapped(model) else key
+    if base is None or not base.startswith("llm."):
+        return None
+    return base[len("llm."):]
+
+
+def _tied_head(model: nn.Module, name: str) -> bool:
+    config = getattr(model.llm, "config", None)
+    return name == "lm_head.weight" and bool(getattr(config, "tie_word_embeddings", False))
+
+
+def _read_llm(folder: Path, model: nn.Module) -> set[str]:
+    """Every rank reads its slices of the LM's safetensors (a tied head shares the embedding's shards)."""
+    names = {k: v for k, v in _llm_tensors(model).items() if not _tied_head(model, k)}
+    sharded.load_weights(folder, model, key_map=lambda k: n if (n := _llm_name(model, k)) in names else None)
+    return {"llm." + n for n in _llm_tensors(model)}
 
 
 def _wrapped_key(model: nn.Module, key: str) -> str:

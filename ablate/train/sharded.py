@@ -118,7 +118,8 @@ _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF
            "BOOL": torch.bool}
 
 
-def _header(path: str) -> tuple[dict[str, Any], int]:
+def read_header(path: str) -> tuple[dict[str, Any], int]:
+    """A safetensors file's JSON header and the offset of its data."""
     with open(path, "rb") as fh:
         n = int.from_bytes(fh.read(8), "little")
         return json.loads(fh.read(n)), 8 + n
@@ -133,7 +134,7 @@ class SliceReader(HuggingFaceStorageReader):
         for item in plan.items:
             per_file.setdefault(self.storage_data[item.storage_index].relative_path, []).append(item)
         for file_name, items in per_file.items():
-            header, base = _header(file_name)
+            header, base = read_header(file_name)
             with open(file_name, "rb", buffering=0) as fh:
                 for req in items:
                     self._read_one(fh, header[req.storage_index.fqn], base, req, planner)

@@ -187,14 +187,16 @@ def parallelize(model: nn.Module, cfg: Any, mesh: Any, *, trainable: tuple[str, 
     units = fsdp_unit_modules(model)  # before wrapping: the blocks as the components declare them
     vision_blocks, llm_blocks = component_blocks(model, "vision"), component_blocks(model, "llm")
     checkpointed = llm_blocks + (vision_blocks if "vision" in trainable else [])
+    wrappers: dict[int, nn.Module] = {}
     if t.activation_checkpointing and checkpointed:
         wrappers = {id(b): w for b, w in zip(checkpointed, _apply_activation_checkpointing(model, checkpointed),
                                              strict=True)}
         units = [wrappers.get(id(u), u) for u in units]
         log.info("activation checkpointing on %d blocks", len(wrappers))
-    if compile_blocks:
+    if compile_blocks:  # the checkpointed block as a whole (recomputation inside the graph), as torchtitan
         for block in vision_blocks + llm_blocks:
-            block.compile()  # in place: names and state dicts are unchanged
+            wrappers.get(id(block), block).compile()  # in place: names and state dicts are unchanged
+        log.info("torch.compile on %d blocks", len(vision_blocks + llm_blocks))
     if mesh is None or t.sharding == "none":
         return model.to(device) if device is not None else model
 

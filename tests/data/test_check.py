@@ -29,7 +29,7 @@ def test_valid_root_prints_counts_per_file(world: Path, capsys: pytest.CaptureFi
                 "vsr/test.jsonl", "tallyqa/test.json", "ai2d/ai2d_test_ids.csv", "textvqa/textvqa_val_v051_ocr.jsonl",
                 "vizwiz/Annotations/val.json"):
         assert str(world / "eval" / rel) in out, rel
-    assert "targets cut out by resize-crop: pope" in out and out.rstrip().endswith("ok")
+    assert out.rstrip().endswith("ok")
 
 
 def test_problems_are_all_listed_with_file_and_record(copy: Path, capsys: pytest.CaptureFixture) -> None:

@@ -200,22 +200,6 @@ def test_fused_pixel_dicts_are_stacked_per_branch(tmp_path: Path, tokenizer) -> 
     assert batch["pixel_values"]["dino"][1].abs().sum() == 0
 
 
-def test_pixel_free_examples_collate_for_a_text_only_model_and_cannot_mix_with_image_rows(tmp_path: Path,
-                                                                                         tokenizer) -> None:
-    from ablate.data.llava import Example
-
-    words = [Example(f"w{i}", torch.arange(1, n + 1), torch.arange(1, n + 1), None, False) for i, n in ((0, 3), (1, 5))]
-    batch = collate(words, tokenizer.pad_token_id)
-    assert batch["pixel_values"] is None and not batch["has_image"].any()
-    assert batch["input_ids"].tolist() == [[1, 2, 3, tokenizer.pad_token_id, tokenizer.pad_token_id], [1, 2, 3, 4, 5]]
-    assert batch["attention_mask"].sum(1).tolist() == [3, 5] and batch["labels"][0, 3:].tolist() == [-100, -100]
-    _write(tmp_path, [])
-    records = [Record("img", tmp_path / "img/ok.jpg", (("user", "<image>\nWhat?"), ("assistant", "red")), "t", 0)]
-    ds = LlavaDataset(records, tokenizer, get_prompt_format("base", tokenizer), to_tensor, max_length=64)
-    with pytest.raises(ValueError, match=r"examples \['w0', 'w1'\] have no pixel values and others do"):
-        collate([ds[0], *words], tokenizer.pad_token_id)
-
-
 # the first record of LLaVA's blip_laion_cc_sbu_558k.json (as Prismatic's AlignDataset docstring quotes it)
 ALIGN_558K = {"id": "004539375", "image": "00453/004539375.jpg",
               "conversations": [{"from": "human", "value": "Render a clear and concise summary of the photo.\n<image>"},

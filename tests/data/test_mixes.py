@@ -38,11 +38,12 @@ def test_missing_files_are_listed_in_one_error(tmp_path: Path, compose_tiny) -> 
         assert name in msg
 
 
-def test_synthetic_root_is_generated_when_missing(tmp_path: Path, compose_tiny) -> None:
+def test_building_a_mix_never_generates_data(tmp_path: Path, compose_tiny) -> None:
     root = tmp_path / "fresh"
-    cfg = compose_tiny(f"data.root={root}", "data.synthetic.size=6", "data.synthetic.seed=1")
-    mix = build_mix(cfg, "align")
-    assert len(mix.records) == 6 and (root / "eval/pope/coco/coco_pope_random.json").is_file()
+    cfg = compose_tiny(f"data.root={root}")
+    with pytest.raises(MissingDataError, match="shapes-align.json"):
+        build_mix(cfg, "align")
+    assert not root.exists() and not list(tmp_path.iterdir())
 
 
 def test_steps_for_fractional_epochs() -> None:
@@ -73,13 +74,3 @@ def test_dataloader_over_the_mix_gives_single_modality_batches(world: Path, comp
     assert len(batches) == sampler.batches_per_epoch
     assert all(len(set(b["has_image"].tolist())) == 1 for b in batches)
     assert {False, True} == {bool(b["has_image"][0]) for b in batches}
-
-
-def test_synthetic_generation_refuses_a_foreign_non_empty_root(tmp_path: Path, compose_tiny) -> None:
-    root = tmp_path / "busy"
-    root.mkdir()
-    (root / "notes.txt").write_text("not a shapes world")
-    cfg = compose_tiny(f"data.root={root}", "data.synthetic.size=2")
-    with pytest.raises(FileNotFoundError, match="exists without instruct.json"):
-        build_mix(cfg, "align")
-    assert not list(tmp_path.glob(".busy.tmp-*"))

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ablate.eval.benchmarks import BENCHMARKS, get_benchmark, list_benchmarks
+from ablate.config import ConfigError
+from ablate.eval.benchmarks import get_benchmark, list_benchmarks
 from ablate.eval.benchmarks.prompts import SHORT_ANSWER
+from ablate.registry import BENCHMARKS
 
 
 def load(bench_root, benchmark_id: str, **kw):
@@ -18,11 +20,13 @@ def load(bench_root, benchmark_id: str, **kw):
 def test_registry_has_prismatic_benchmarks() -> None:
     assert list_benchmarks() == ["vqav2", "gqa", "vizwiz", "textvqa", "textvqa-ocr", "refcoco", "refcoco-plus",
                                  "refcocog", "ocid-ref", "vsr", "pope", "tallyqa", "ai2d", "chair", "lrv-neg"]
-    with pytest.raises(KeyError, match="unknown benchmark 'mmmu'.*known: vqav2"):
+    with pytest.raises(ConfigError, match="^eval.benchmarks: invalid value 'mmmu'; allowed: vqav2, gqa,"):
         get_benchmark("mmmu", ".")
+    for benchmark_id in list_benchmarks():  # the registry's ID is the class's own
+        assert BENCHMARKS.get(benchmark_id).id == benchmark_id
 
 
-@pytest.mark.parametrize("benchmark_id", list(BENCHMARKS))
+@pytest.mark.parametrize("benchmark_id", list_benchmarks())
 def test_loader_ids_images_and_prompts(bench_root, benchmark_id: str) -> None:
     _, expected = bench_root
     examples = load(bench_root, benchmark_id)

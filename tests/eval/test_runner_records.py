@@ -120,7 +120,7 @@ def test_ids_join_across_two_runs_with_limit(bench_root, tmp_path: Path) -> None
 def test_unknown_benchmark_fails_before_running(bench_root, tmp_path: Path) -> None:
     root, _ = bench_root
     model = ScriptedVLM()
-    with pytest.raises(KeyError, match="unknown benchmark 'mmbench'"):
+    with pytest.raises(ValueError, match="eval.benchmarks: invalid value 'mmbench'; allowed: vqav2"):
         evaluate(model, config(root), tmp_path, benchmarks=["pope", "mmbench"])
     assert model.calls == []
 

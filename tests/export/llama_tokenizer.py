@@ -22,3 +22,17 @@ def write_llama_tokenizer(directory: Path) -> Path:
     llama = LlamaTokenizer(vocab=model["vocab"], merges=merges, legacy=False)
     llama.save_pretrained(directory)
     return directory
+
+
+def save_random_lm(directory: Path, overrides: tuple[str, ...] = ("llm=tiny-llama",)) -> Path:
+    """A random-init LM of ``llm=tiny-llama``'s architecture saved beside a tokenizer, so ``directory`` is a
+    whole LM folder for ``llm.path`` (``llm.random_init`` and ``llm.path`` cannot both be set)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ablate.design import compose
+    from ablate.models.llm import llm_config
+
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(llm_config(compose(list(overrides)).llm, vocab_size=640)).save_pretrained(directory)
+    return directory

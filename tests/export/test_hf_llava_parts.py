@@ -121,14 +121,14 @@ def test_hidden_act_names():
 def test_sentencepiece_style_llama_tokenizer_round_trips(prompt_format, tmp_path):
     """transformers 5's LlamaTokenizer (Metaspace, prepend_scheme "first", no BOS added by this one): the saved
     folder, loaded back, still gives ablate's ids (BOS + image + the prompt with its leading ▁) and generations."""
-    from llama_tokenizer import write_llama_tokenizer
+    from llama_tokenizer import save_random_lm, write_llama_tokenizer
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 
     from ablate.cli import main as cli_main
 
-    tok_dir = write_llama_tokenizer(tmp_path / "tok")
+    tok_dir = save_random_lm(write_llama_tokenizer(tmp_path / "tok"))
     vlm = build("vision=tiny-siglip", "projector=mlp", "llm.tokenizer=null", f"llm.path={tok_dir}",
-                f"llm.prompt_format={prompt_format}")
+                "llm.random_init=null", f"llm.prompt_format={prompt_format}")
     assert type(vlm.tokenizer).__name__ == "LlamaTokenizer"
     assert vlm.tokenizer.backend_tokenizer.pre_tokenizer.prepend_scheme == "first"
     run = tmp_path / "runs" / "llama-tok"

@@ -67,15 +67,15 @@ def test_extra_sbatch_keys_and_values_are_checked() -> None:
 
 
 def test_the_executor_itself_refuses_an_unchecked_partition(tmp_path: Path) -> None:
-    from ablate.launch import _slurm_executor
+    from ablate.launch import slurm_executor
 
     launcher = OmegaConf.load(REPO / "conf" / "launcher" / "slurm.yaml")
     launcher.partition = "gpu"
-    text = _slurm_executor(launcher, tmp_path / "%j")._make_submission_file_text("python -m x", "uid")
+    text = slurm_executor(launcher, tmp_path / "%j")._make_submission_file_text("python -m x", "uid")
     assert "#SBATCH --partition=gpu\n" in text
     launcher.partition = HOSTILE
     with pytest.raises(ConfigError, match=r"launcher\.partition: invalid value 'gpu\\ntouch PWNED\\n#'"):
-        _slurm_executor(launcher, tmp_path / "%j")
+        slurm_executor(launcher, tmp_path / "%j")
 
 
 def _job_ids() -> set[str]:

@@ -150,11 +150,11 @@ def test_local_executor_runs_and_skips_done(workspace: Path, capsys: pytest.Capt
 def _sbatch_text(tasks: int, setup: list[str]) -> str:
     from omegaconf import OmegaConf
 
-    from ablate.launch import _slurm_executor
+    from ablate.launch import slurm_executor
 
     launcher = OmegaConf.load(REPO / "conf" / "launcher" / "slurm.yaml")
     launcher.tasks_per_node, launcher.setup = tasks, setup
-    return _slurm_executor(launcher, Path("logs/%j"))._make_submission_file_text("python -m x", "uid")
+    return slurm_executor(launcher, Path("logs/%j"))._make_submission_file_text("python -m x", "uid")
 
 
 def test_slurm_jobs_end_every_task_when_one_fails_and_pick_a_free_master_port(slurm_cluster: str,

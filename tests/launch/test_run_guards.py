@@ -31,15 +31,17 @@ def _holder(run_dir: Path) -> subprocess.Popen:
     return proc
 
 
-def _run_key(tmp_path: Path) -> tuple[list[str], Path]:
+def _run_key(tmp_path: Path, world: Path) -> tuple[list[str], Path]:
     from ablate.design import compose, run_key
 
-    overrides = [*TINY, f"runtime.runs_dir={tmp_path / 'runs'}", f"tracking.uri=sqlite:///{tmp_path / 'ml.db'}"]
+    overrides = [*TINY, f"data.root={world}", f"runtime.runs_dir={tmp_path / 'runs'}",
+                 f"tracking.uri=sqlite:///{tmp_path / 'ml.db'}"]
     return overrides, tmp_path / "runs" / run_key(compose(overrides))
 
 
-def test_twin_ablate_train_names_the_holder_and_exits(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    overrides, run_dir = _run_key(tmp_path)
+def test_twin_ablate_train_names_the_holder_and_exits(tmp_path: Path, world: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    overrides, run_dir = _run_key(tmp_path, world)
     proc = _holder(run_dir)
     try:
         (run_dir / "config.yaml").write_text("the first process's config\n")
@@ -93,8 +95,9 @@ def test_wait_blocks_until_the_holder_ends(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["file-in-the-way", "read-only"])
-def test_unwritable_run_dir_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture, how: str) -> None:
-    overrides, run_dir = _run_key(tmp_path)
+def test_unwritable_run_dir_fails_before_training(tmp_path: Path, world: Path, capsys: pytest.CaptureFixture,
+                                                  how: str) -> None:
+    overrides, run_dir = _run_key(tmp_path, world)
     run_dir.mkdir(parents=True)
     if how == "read-only":
         if os.geteuid() == 0:

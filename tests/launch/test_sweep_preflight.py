@@ -40,10 +40,10 @@ def test_sweep_refuses_a_study_whose_eval_root_lacks_a_benchmark_file(tmp_path, 
     root = _pope_root(tmp_path)
     study = _study(tmp_path, f"eval.root={root}", "eval.benchmarks=[pope]")
     points = expand(load_study(study))
-    assert check_points(points) == ([], ["data/shapes: synthetic data root not generated yet "
-                                         "(written by the first job)"])  # the complete root passes
+    assert check_points(points) == ([], ["data/shapes: data root does not exist yet; training files not "
+                                         "checked before submit"])  # the complete eval root passes
     assert main(["data", "check", "--study", str(study)]) == 0  # the same scope as the sweep's check
-    assert "warning: data/shapes: synthetic data root not generated yet" in capsys.readouterr().out
+    assert "warning: data/shapes: data root does not exist yet" in capsys.readouterr().out
     (root / "pope" / "coco" / "coco_pope_popular.json").unlink()
     assert main(["data", "check", "--study", str(study)]) == 1
     assert f"1 problem(s):\n  {root / 'pope/coco/coco_pope_popular.json'}: file not found" in capsys.readouterr().out

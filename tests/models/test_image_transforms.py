@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 from tiny_configs import tiny_cfg
 
+from ablate.config import ConfigError
 from ablate.data.transforms import build_image_transform, mean_colour
-from ablate.models.registry import list_image_transforms
+from ablate.registry import IMAGE_TRANSFORMS
 
 
 def test_mean_colours_match_prismatic():
@@ -19,8 +20,8 @@ def test_mean_colours_match_prismatic():
 
 
 def test_registry_lists_image_ids():
-    assert list_image_transforms() == ["letterbox", "resize-crop", "resize-naive"]
-    with pytest.raises(KeyError, match="unknown image transform 'crop'; known: letterbox"):
+    assert IMAGE_TRANSFORMS.names() == ["letterbox", "resize-naive", "resize-crop"]
+    with pytest.raises(ConfigError, match=r"^image: invalid value 'crop'; allowed: letterbox, resize-naive, resize-crop$"):
         build_image_transform("crop", tiny_cfg().vision)
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 from tiny_configs import tiny_cfg
 
+from ablate.config import ConfigError
 from ablate.models.llm import WeightsNotFoundError, build_llm, build_tokenizer
 from ablate.models.prompts import IGNORE_INDEX, get_prompt_format, tokenize_conversation
-from ablate.models.registry import list_prompt_formats
+from ablate.registry import PROMPT_FORMATS
 from ablate.shapes.tokenizer import tokenizer_json
 
 CONV = [("user", "<image>\nWhat colour is the circle?"), ("assistant", "red"),
@@ -64,7 +65,7 @@ def test_phi2_segments_tokenize_as_prismatic_phi_turns(tokenizer):
     assert pf.option_prefix == "" and get_prompt_format("vicuna-v1.5", tokenizer).option_prefix == " "
 
 
-@pytest.mark.parametrize("fmt", list_prompt_formats())
+@pytest.mark.parametrize("fmt", PROMPT_FORMATS.names())
 def test_loss_mask_covers_exactly_assistant_tokens(tokenizer, fmt):
     pf = get_prompt_format(fmt, tokenizer)
     ids, labels = tokenize_conversation(tokenizer, pf, CONV)
@@ -77,8 +78,8 @@ def test_loss_mask_covers_exactly_assistant_tokens(tokenizer, fmt):
 
 
 def test_unknown_prompt_format_lists_known():
-    with pytest.raises(KeyError, match="unknown prompt format 'chatml'; known: base, llama-2-chat, mistral-instruct, "
-                       "phi-2"):
+    with pytest.raises(ConfigError, match=r"^llm.prompt_format: invalid value 'chatml'; allowed: base, vicuna-v1.5, "
+                       "llama-2-chat, mistral-instruct, phi-2, tokenizer$"):
         get_prompt_format("chatml")
 
 

@@ -44,6 +44,10 @@ def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _overrides(tmp_path: Path, ckpt: Path) -> list[str]:
+    """The point's overrides; its shapes world written under ``tmp_path/data`` (``ablate data synth``'s job)."""
+    from ablate.shapes.world import ensure_world
+
+    ensure_world(compose(["data=shapes", "data.synthetic.size=32", f"data.root={tmp_path / 'data'}"]).data)
     return ["vision=tiny-clip", "llm=smollm2-135m-instruct", f"llm.path={ckpt}", "llm.max_length=192", "train=tiny",
             "train.finetune.lr=2e-5", "train.max_steps=2", "train.finetune.global_batch=4",
             "train.finetune.per_device_batch=2", "data=shapes", "eval=shapes", "data.synthetic.size=32",

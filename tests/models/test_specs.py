@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.config import CONF_DIR
 from ablate.design import compose
+from ablate.registry import group_files
 
-VISION_CONFS = sorted(p.stem for p in (CONF_DIR / "vision").glob("*.yaml"))
-LLM_CONFS = sorted(p.stem for p in (CONF_DIR / "llm").glob("*.yaml"))
+VISION_CONFS = list(group_files("vision"))
+LLM_CONFS = list(group_files("llm"))
 
 # image tokens x feature width of each tower (the paper's Table/appendix; fused = concatenated widths)
 FEATURES = {

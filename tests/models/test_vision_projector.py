@@ -9,13 +9,14 @@ import pytest
 import torch
 from tiny_configs import tiny_cfg
 
-from ablate.config import CONF_DIR, ConfigError
+from ablate import registry
+from ablate.config import ConfigError
 from ablate.models.projector import build_projector, num_output_tokens
-from ablate.models.registry import list_projectors, list_vision_families
 from ablate.models.vision import WeightsNotFoundError, branch_names, build_vision
+from ablate.registry import group_files
 
-TINY_VISION = sorted(p.stem for p in (CONF_DIR / "vision").glob("tiny-*.yaml"))
-PROJECTORS = sorted(p.stem for p in (CONF_DIR / "projector").glob("*.yaml"))
+TINY_VISION = [v for v in group_files("vision") if v.startswith("tiny-")]
+PROJECTORS = list(group_files("projector"))
 LM_WIDTH = 64
 
 
@@ -32,8 +33,8 @@ def _pixels(cfg, batch: int):
 
 
 def test_registries_cover_config_ids():
-    assert set(PROJECTORS) == set(list_projectors())
-    assert {"open_clip", "timm", "hf-clip", "hf-siglip", "hf-dinov2", "patch-embed"} == set(list_vision_families())
+    assert set(PROJECTORS) == set(registry.PROJECTORS.names())
+    assert registry.VISION_FAMILIES.names() == ["open_clip", "hf-clip", "hf-siglip", "hf-dinov2", "timm", "patch-embed"]
 
 
 @pytest.mark.parametrize("vision", TINY_VISION)

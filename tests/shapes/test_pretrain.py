@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.models.registry import IMAGE_TRANSFORMS
+from ablate.registry import IMAGE_TRANSFORMS
 from ablate.shapes.pretrain import LABELS, label_masks, patch_targets
 from ablate.shapes.scene import Item, Scene
 
@@ -43,9 +43,10 @@ def test_an_edge_object_has_no_patch_labels_after_resize_crop(image_id, kept):
     assert bool(targets.any()) is kept
 
 
-def test_pretrained_towers_are_saved_per_branch_and_loaded_through_weights_dir(tmp_path: Path):
+def test_pretrained_towers_are_saved_per_branch_and_loaded_through_each_branch_path(tmp_path: Path):
     from ablate.design import compose
     from ablate.models.vision import build_vision
+    from ablate.shapes.demo import tower_overrides
     from ablate.shapes.pretrain import pretrain_vision
 
     cfg = compose(["vision=tiny-dinosiglip"]).vision
@@ -54,7 +55,9 @@ def test_pretrained_towers_are_saved_per_branch_and_loaded_through_weights_dir(t
     assert 0.0 <= metrics["colour recall"] <= 1.0
     torch.manual_seed(123)  # a different random init: equal outputs can only come from the loaded weights
     random_init = build_vision(cfg)
-    cfg.weights_dir = str(tmp_path)
+    cfg = compose(["vision=tiny-dinosiglip", *tower_overrides(cfg, tmp_path)]).vision
+    assert [b.path for b in cfg.backbones] == [str(tmp_path / "tiny-dinov2.safetensors"),
+                                               str(tmp_path / "tiny-siglip.safetensors")]
     torch.manual_seed(123)
     loaded, again = build_vision(cfg), build_vision(cfg)
     pixels = {name: torch.randn(2, 3, 64, 64) for name in loaded.branches}
@@ -68,8 +71,7 @@ def test_missing_or_mismatched_tower_weights_name_the_file(tmp_path: Path):
     from ablate.models.vision import WeightsNotFoundError, build_vision
     from ablate.shapes.pretrain import pretrain_vision
 
-    cfg = compose(["vision=tiny-clip"]).vision
-    cfg.weights_dir = str(tmp_path)
+    cfg = compose(["vision=tiny-clip", f"vision.backbones.0.path={tmp_path / 'tiny-clip.safetensors'}"]).vision
     with pytest.raises(WeightsNotFoundError, match=r"tiny-clip\.safetensors.*does not exist"):
         build_vision(cfg)
     siglip = compose(["vision=tiny-dinosiglip"]).vision

@@ -200,3 +200,29 @@ def test_presence_records_ask_about_colours_the_image_shows_or_lacks(world: Path
     assert 0.4 < answers.count("Yes") / len(answers) < 0.6
     per_image = [sum(r["image"] == i for r in rows) for i in sorted(images)]
     assert set(per_image) == {3}
+
+
+def test_ensure_world_writes_the_data_configs_world_once(tmp_path: Path) -> None:
+    from ablate.data.mixes import build_mix
+    from ablate.design import compose
+    from ablate.shapes.world import ensure_world
+
+    root = tmp_path / "fresh"
+    cfg = compose(["data=shapes", f"data.root={root}", "data.synthetic.size=6", "data.synthetic.seed=1"])
+    assert ensure_world(cfg.data) == root
+    assert len(build_mix(cfg, "align").records) == 6 and (root / "eval/pope/coco/coco_pope_random.json").is_file()
+    stamp = (root / "instruct.json").stat().st_mtime_ns
+    ensure_world(cfg.data)
+    assert (root / "instruct.json").stat().st_mtime_ns == stamp
+
+
+def test_ensure_world_refuses_a_foreign_non_empty_root(tmp_path: Path) -> None:
+    from ablate.design import compose
+    from ablate.shapes.world import ensure_world
+
+    root = tmp_path / "busy"
+    root.mkdir()
+    (root / "notes.txt").write_text("not a shapes world")
+    with pytest.raises(FileNotFoundError, match="exists without instruct.json"):
+        ensure_world(compose(["data=shapes", f"data.root={root}", "data.synthetic.size=2"]).data)
+    assert not list(tmp_path.glob(".busy.tmp-*"))

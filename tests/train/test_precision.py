@@ -37,6 +37,10 @@ def fp16_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _overrides(tmp_path: Path, ckpt: Path, *extra: str) -> list[str]:
+    """The point's overrides; its shapes world written under ``tmp_path/data`` (``ablate data synth``'s job)."""
+    from ablate.shapes.world import ensure_world
+
+    ensure_world(compose([*BASE, f"data.root={tmp_path / 'data'}"]).data)
     return [*BASE, f"data.root={tmp_path / 'data'}", f"llm.path={ckpt}", "llm.random_init=null", "llm.tokenizer=null",
             f"runtime.runs_dir={tmp_path / 'runs'}", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
             f"tracking.artifact_root={tmp_path / 'art'}", *extra]
@@ -86,7 +90,7 @@ def test_checkpoint_disagreeing_with_its_spec_fails_before_training_naming_id_fi
     with pytest.raises(SpecMismatchError) as err:
         train(_with_spec(cfg, 3), tmp_path / "run")
     assert str(err.value) == (f"llm=tiny-llama: the weights at {str(fp16_llama)!r} have num_hidden_layers=2; the "
-                              "spec (conf/llm/tiny-llama.yaml) says num_hidden_layers=3")
+                              "spec (ablate/shapes/conf/llm/tiny-llama.yaml) says num_hidden_layers=3")
     assert not (tmp_path / "run" / "train_log.jsonl").exists() and not (tmp_path / "run" / "checkpoints").exists()
 
 

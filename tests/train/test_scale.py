@@ -147,7 +147,7 @@ def test_a_bad_image_in_a_worker_fails_with_its_one_line_name(tmp_path: Path) ->
 
 # --------------------------------------------------------------------------------------------------- LoRA
 def test_lora_point_trains_adapters_and_merged_model_generates_as_unmerged(tmp_path: Path) -> None:
-    from ablate.data.mixes import ensure_synthetic
+    from ablate.shapes.world import ensure_world
     from ablate.train import lora
     from ablate.train.loop import read_train_log, train
     from ablate.train.materialize import materialize, skeleton
@@ -158,7 +158,7 @@ def test_lora_point_trains_adapters_and_merged_model_generates_as_unmerged(tmp_p
                  "train.finetune.global_batch=8", "train.finetune.per_device_batch=8", "runtime.progress=false",
                  "runtime.checkpoint_every=100"]
     cfg = compose(overrides)
-    ensure_synthetic(cfg.data)
+    ensure_world(cfg.data)
     merged = train(cfg, tmp_path / "run")
     losses = [r["loss"] for r in read_train_log(tmp_path / "run")]
     assert len(losses) == 6 and losses[-1] < losses[0]

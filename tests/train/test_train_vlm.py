@@ -29,10 +29,10 @@ BASE = ["vision=tiny-clip", "llm=tiny-llama", "train=tiny", "data=shapes", "eval
 
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from ablate.data.mixes import ensure_synthetic
+    from ablate.shapes.world import ensure_world
 
     root = tmp_path_factory.mktemp("data") / "shapes"
-    ensure_synthetic(compose([*BASE, f"data.root={root}"]).data)
+    ensure_world(compose([*BASE, f"data.root={root}"]).data)
     return str(root)
 
 
