@@ -109,3 +109,18 @@ def reference_tests(results: Any, *, correction: str = "holm", seed: int = 0, n_
     frame["correction"] = correction
     frame["significant_adj"] = frame["p_adj"] < alpha
     return frame
+
+
+def reference_section(results: Any, out: Path, **kw: Any) -> Any:
+    """The report's "Against reference models" section (``references.csv``); empty without references."""
+    from ablate.report import _html_table, markdown_table
+    from ablate.report_hallucination import Section
+
+    frame = reference_tests(results, **kw)
+    section = Section(frame)
+    if len(frame):
+        section.paths["references"] = out / "references.csv"
+        frame.to_csv(section.paths["references"], index=False)
+        section.md = ["", "## Against reference models", "", markdown_table(frame[REPORT_COLUMNS]), ""]
+        section.html = ["<h2>Against reference models</h2>", _html_table(frame[REPORT_COLUMNS])]
+    return section

@@ -136,7 +136,9 @@ BENCHMARKS = Registry("benchmarks", "benchmark", "eval.benchmarks", {
     **_at(f"{_B}.vqav2", "vqav2=VQAv2"), **_at(f"{_B}.gqa", "gqa=GQA"), **_at(f"{_B}.vizwiz", "vizwiz=VizWiz"),
     **_at(f"{_B}.textvqa", "textvqa=TextVQA textvqa-ocr=TextVQAWithOCR"),
     **_at(f"{_B}.grounding", "refcoco=RefCOCO refcoco-plus=RefCOCOPlus refcocog=RefCOCOg ocid-ref=OCIDRef"),
-    **_at(f"{_B}.closed_set", "vsr=VSR pope=POPE tallyqa=TallyQA ai2d=AI2D")})
+    **_at(f"{_B}.closed_set", "vsr=VSR pope=POPE tallyqa=TallyQA ai2d=AI2D"),
+    # hallucination (issue 23): CHAIR captions, LRV negative instructions
+    **_at(f"{_B}.captioning", "chair=CHAIRBenchmark"), **_at(f"{_B}.negative", "lrv-neg=NegativeInstructions")})
 EXECUTORS = Registry("executors", "executor", "launcher", _at(
     "ablate.launch", "slurm=slurm_executor local=local_executor debug=debug_executor"))
 

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
+from ablate.reference_study import reference_section  # the report's sections kept in their own modules
+from ablate.report_hallucination import hallucination_section
 from ablate.results import Results, check_benchmark_versions, collect, comparison_pairs, load_tables
 
 log = logging.getLogger(__name__)
@@ -418,6 +420,7 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
     delta.to_csv(paths["deltas"], index_label="comparison")
     images = [plot_delta_heatmap(delta, tests, out / "delta_heatmap.png"), plot_forest(tests, out / "forest.png"),
               *plot_axis_bars(results, tests, out)]
+    hall = hallucination_section(results, out, correction=correction, seed=seed, n_resamples=n_resamples)
     flagged = tests[tests["lost_after_correction"]]
     flag_lines = [f"{r.comparison} — {r.method}{' on ' + r.benchmark if r.benchmark else ''}: p={r.pvalue:.3g}, "
                   f"{correction} p={r.p_adj:.3g}" for r in flagged.itertuples()]
@@ -437,17 +440,12 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
     pd.DataFrame(omitted, columns=["comparison", "benchmark", "test", "why"]).to_csv(paths["omitted"], index=False)
     md += ["## Significant before correction only", ""] + ([f"- {x}" for x in flag_lines] or ["none"]) + [""]
     md += ["## Left out", ""] + ([f"- {x}" for x in left_lines] or ["nothing"]) + [""]
-    md += ["## Tests across benchmarks", "", markdown_table(headline), ""]
+    md += hall.md + ["## Tests across benchmarks", "", markdown_table(headline), ""]
     md += [f"![{p.stem}]({p.name})" for p in images]
     md += ["", "## Scores", "", markdown_table(scores), "",
            f"Per-example tests (McNemar, bootstrap, permutation per pair x benchmark): `{paths['tests'].name}`."]
-    from ablate.reference_study import REPORT_COLUMNS, reference_tests  # published models (ablate score)
-
-    ref_tests = reference_tests(results, correction=correction, seed=seed, n_resamples=n_resamples)
-    if len(ref_tests):
-        paths["references"] = out / "references.csv"
-        ref_tests.to_csv(paths["references"], index=False)
-        md += ["", "## Against reference models", "", markdown_table(ref_tests[REPORT_COLUMNS]), ""]
+    refs = reference_section(results, out, correction=correction, seed=seed, n_resamples=n_resamples)
+    md += refs.md
     paths["md"] = out / "report.md"
     paths["md"].write_text("\n".join(md) + "\n")
 
@@ -462,6 +460,7 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
             f'<h2>Significant before correction only</h2><div class="flag">{flags_html}</div>',
             "<h2>Left out</h2>" + (("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in left_lines) + "</ul>")
                                    if left_lines else "<p>nothing</p>"),
+            *hall.html, *[img(p) for p in hall.paths.values() if p.suffix == ".png"],
             "<h2>Plots</h2>", *[img(p) for p in images],
             "<h2>Tests across benchmarks</h2>", _html_table(headline),
             "<h2>Scores</h2>", _html_table(scores),
@@ -469,13 +468,13 @@ def write_report(results: Results, out: str | Path, *, correction: str = "holm",
             _html_table(tests[tests["benchmark"] != ""][["comparison", "benchmark", "method", "statistic", "pvalue",
                                                         "p_adj", "effect", "ci_low", "ci_high", "n"]]),
             "</details>"]
-    if len(ref_tests):
-        body += ["<h2>Against reference models</h2>", _html_table(ref_tests[REPORT_COLUMNS])]
+    body += refs.html
     paths["html"] = out / "report.html"
     paths["html"].write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(study)}"
                              f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
     for p in images:
         paths[p.stem] = p
+    paths.update(hall.paths | refs.paths)
     log.info("report %s: %d tests, %d flagged -> %s", study, len(tests), len(flagged), out)
     return Report(paths, tests)
 

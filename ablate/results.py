@@ -26,8 +26,11 @@ log = logging.getLogger(__name__)
 
 RUN_COLUMNS = ["run_key", "design_key", "study", "point", "seed", "status"]
 SCORE_COLUMNS = ["run_key", "benchmark", "metric", "value", "n", "fingerprint"]
+# per-example hallucination and verbosity fields (ablate.eval.verbosity / ablate.eval.chair); NaN where absent
+NUMERIC_EXAMPLE_COLUMNS = ("answer_words", "answer_tokens", "over_length", "chair_i", "chair_s", "n_mentions",
+                           "n_hallucinated")
 EXAMPLE_COLUMNS = ["run_key", "benchmark", "example_id", "score", "correct", "prediction", "parsed", "parse_ok",
-                   "fingerprint"]
+                   "fingerprint", *NUMERIC_EXAMPLE_COLUMNS]
 TABLES = ("runs", "scores", "examples")
 # Metric preferred as a benchmark's headline score, in order; otherwise the first metric alphabetically.
 PRIMARY_METRICS = ("accuracy", "score", "acc", "f1")
@@ -166,6 +169,8 @@ def read_examples(path: Path, run_key: str, benchmark: str) -> pd.DataFrame:
     for col in ("prediction", "parsed"):
         frame[col] = frame[col].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
     frame["parse_ok"] = frame["parse_ok"].fillna(True).astype(bool)
+    for col in NUMERIC_EXAMPLE_COLUMNS:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     return frame
 
 

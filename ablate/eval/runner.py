@@ -2,7 +2,7 @@
 
 ``evaluate`` writes one record per example to ``run_dir/examples/<benchmark>.jsonl`` (DESIGN.md §4 columns:
 example_id, prediction = the raw output, parsed, parse_ok, score, correct; plus gold, split/type fields and
-option probabilities), the same outputs as lmms-eval sample JSONL under ``run_dir/examples/lmms-eval/``,
+option probabilities; for generated answers the verbosity fields of ``ablate.eval.verbosity``), the same outputs as lmms-eval sample JSONL under ``run_dir/examples/lmms-eval/``,
 logs every aggregate as ``eval/<benchmark>/<metric>`` (the parse-failure rate included) through the
 tracker, and returns ``{benchmark: {metric: value}}``.  While it works it rewrites ``run_dir/progress.json``
 (``phase: eval``, the benchmark, examples done/total, at most every ``PROGRESS_EVERY_S`` seconds and at each
@@ -24,6 +24,7 @@ from ablate import rundir
 from ablate.distributed import is_main
 from ablate.eval.benchmarks import Benchmark, BenchmarkFormatError, Example, get_benchmark
 from ablate.eval.fingerprint import write_fingerprints
+from ablate.eval.verbosity import verbosity_fields, verbosity_metrics
 
 log = logging.getLogger(__name__)
 
@@ -165,11 +166,15 @@ def evaluate(model: Any, cfg: Any, run_dir: str | Path, *, tracker: Any = None,
                             max_new_tokens=int(ev.max_new_tokens), progress=progress, on_batch=report)
         report(len(examples), force=True)
         records = [bench.score(ex, out) for ex, out in zip(examples, outputs, strict=True)]
+        if bench.mode == "generate":  # words/tokens per answer and over-length flags, per example
+            tokenizer = getattr(model, "tokenizer", None)
+            for ex, out, rec in zip(examples, outputs, records, strict=True):
+                rec.update(verbosity_fields(ex.prompt, str(out), tokenizer))
         path = run_dir / rundir.EXAMPLES / f"{bench.id}.jsonl"
         write_jsonl(path, records)
         lmms_path = run_dir / rundir.EXAMPLES / LMMS_DIR / f"samples_{bench.id}.jsonl"
         write_jsonl(lmms_path, lmms_samples(bench, examples, records))
-        metrics = bench.aggregate(records)
+        metrics = {**bench.aggregate(records), **verbosity_metrics(records)}
         if bench.fingerprint:
             write_fingerprints(run_dir, {bench.id: bench.fingerprint})
         elapsed = time.perf_counter() - t0

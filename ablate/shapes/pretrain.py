@@ -13,8 +13,10 @@ built from it, and saves them where the branches' ``vision.backbones[].path`` an
   ``<dir>/<arch>.safetensors`` per branch.
 - ``pretrain_llm``: the tiny LM learns to look things up in its context: presence questions about a scene
   listed in words where the image will go, half with negatives that share a colour or shape with a present
-  object (binding).  Saved with ``save_pretrained`` (the synthetic tokenizer is rebuilt in-process).  Only
-  presence: with the whole task mix (its loss dominated by box coordinates) a 2-layer LM never learned the
+  object (binding), and in half of the conversations a plain description of the scene (what CHAIR asks).
+  The chat variant (``tiny-llama-chat``, Vicuna format) starts from that LM and is tuned on the same lookups
+  answered verbosely, chat-style (``ablate.shapes.chat``).  Saved with ``save_pretrained`` (the synthetic
+  tokenizer is rebuilt in-process).  Mostly presence: with the whole task mix (its loss dominated by box coordinates) a 2-layer LM never learned the
   lookup (held-out hard-presence accuracy ~0.5 after 2,500 steps, vs 0.85 presence-only).
 
 Scenes come from a seed of their own, never from the world's evaluation splits.
@@ -32,11 +34,14 @@ import torch
 from torch import nn
 
 from ablate.registry import IMAGE_TRANSFORMS
+from ablate.shapes.chat import DESCRIBE_PROMPTS, plain_description
 from ablate.shapes.questions import instruct_turn, qa_presence
 from ablate.shapes.scene import COLORS, SHAPES, Scene, draw_object, draw_word, render
 from ablate.shapes.training import train_scene
 
 LABELS = (*COLORS, *SHAPES, "word")  # per-patch targets of the vision probe
+DESCRIBE_SHARE = 0.5  # share of the LM's conversations that end with a plain description of the scene
+CHAT_LR = 1e-3  # the chat variant's tuning from the base LM
 POS_WEIGHT = 4.0
 COVER = 0.25  # a patch has a label when its region covers more than this share of the patch
 
@@ -164,13 +169,25 @@ def scene_in_words(scene: Scene, rng: random.Random, turns: int = 3) -> list[tup
     for k in range(turns):
         human, answer = instruct_turn(qa_presence(scene, rng, hard=rng.random() < 0.5), rng)
         conv += [("user", f"{in_words(scene)}\n{human}" if k == 0 else human), ("assistant", answer)]
+    if rng.random() < DESCRIBE_SHARE:  # a plain description too, so both LM levels can caption (CHAIR)
+        conv += [("user", rng.choice(DESCRIBE_PROMPTS)), ("assistant", plain_description(scene))]
     return conv
 
 
+def chat_in_words(scene: Scene, rng: random.Random) -> list[tuple[str, str]]:
+    """The chat variant's conversations: the same lookups, answered verbosely (``ablate.shapes.chat``)."""
+    from ablate.shapes.chat import chat_conversation
+
+    return chat_conversation(scene, rng, in_words(scene))
+
+
 def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int = 16, lr: float = 2e-3,
-                 seed: int = 0, log: Callable[[str], None] = print) -> dict[str, float]:
-    """Train the tiny LM of ``llm_cfg`` on scenes in words; ``save_pretrained`` it to ``out``; return the
-    held-out answer-token accuracy and the accuracy on presence questions with hard negatives (binding)."""
+                 seed: int = 0, log: Callable[[str], None] = print,
+                 conversations: Callable[[Scene, random.Random], list[tuple[str, str]]] = scene_in_words
+                 ) -> dict[str, float]:
+    """Train the tiny LM of ``llm_cfg`` (from its ``path`` when set: the chat variant starts from the base
+    LM) on ``conversations`` about scenes in words; ``save_pretrained`` it to ``out``; return the held-out
+    answer-token accuracy and the accuracy on presence questions with hard negatives (binding)."""
     from ablate.data.llava import Example, collate
     from ablate.models.llm import build_llm, build_tokenizer
     from ablate.models.prompts import IGNORE_INDEX, get_prompt_format, tokenize_conversation
@@ -183,7 +200,7 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
     max_length = int(llm_cfg.max_length)
 
     def sample(n: int) -> dict[str, Any]:
-        rows = [tokenize_conversation(tokenizer, fmt, scene_in_words(train_scene(rng), rng)) for _ in range(n)]
+        rows = [tokenize_conversation(tokenizer, fmt, conversations(train_scene(rng), rng)) for _ in range(n)]
         # an LM alone: empty pixels (the batch's pixel_values are never read)
         return collate([Example(f"words-{i}", torch.tensor(ids[:max_length]), torch.tensor(labels[:max_length]),
                                 torch.zeros(0), False) for i, (ids, labels) in enumerate(rows)],
@@ -247,13 +264,23 @@ def _pretrain_job(kind: str, cfg: Any, out: str, steps: int) -> dict[str, float]
     torch.set_num_threads(1)
     if kind == "vision":
         return pretrain_vision(cfg, out, steps=steps)
+    if kind == "chat":  # (base LM config, chat LM config): the base first, then the chat variant from it
+        from omegaconf import OmegaConf
+
+        base, chat = cfg
+        metrics = pretrain_llm(base, Path(out) / str(base.id), steps=steps[0])
+        chat_cfg = OmegaConf.merge(chat, {"path": str(Path(out) / str(base.id)), "random_init": None})
+        chat_metrics = pretrain_llm(chat_cfg, Path(out) / str(chat.id), steps=steps[1], lr=CHAT_LR,
+                                    conversations=chat_in_words)
+        return {**metrics, **{f"chat_{k}": v for k, v in chat_metrics.items()}}
     return pretrain_llm(cfg, out, steps=steps)
 
 
 def ensure_pretrained(vision_cfgs: list[Any], llm_cfg: Any, out: str | Path, *, vision_steps: int,
-                      llm_steps: int, workers: int = 2) -> Path:
+                      llm_steps: int, workers: int = 2, chat_cfg: Any = None, chat_steps: int = 0) -> Path:
     """Pretrain, once, every tiny vision config of ``vision_cfgs`` and the tiny LM into ``out`` (parallel
-    processes); ``out/DONE`` marks a complete set, so later calls return at once.  Returns ``out``."""
+    processes) -- with ``chat_cfg``, then its chat variant from the LM (same process, ``chat_steps``);
+    ``out/DONE`` marks a complete set, so later calls return at once.  Returns ``out``."""
     import json
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
@@ -275,10 +302,14 @@ def ensure_pretrained(vision_cfgs: list[Any], llm_cfg: Any, out: str | Path, *, 
         for b in v.backbones:
             b.path = None  # pretraining starts from random init
         jobs.append(("vision", v, str(out), vision_steps))
-    jobs.append(("llm", llm_cfg, str(out / str(llm_cfg.id)), llm_steps))
-    jobs.sort(key=lambda j: j[0] != "llm")  # the longest job first
+    if chat_cfg is not None:
+        jobs.append(("chat", (llm_cfg, chat_cfg), str(out), (llm_steps, chat_steps)))  # type: ignore[arg-type]
+    else:
+        jobs.append(("llm", llm_cfg, str(out / str(llm_cfg.id)), llm_steps))
+    jobs.sort(key=lambda j: j[0] not in ("llm", "chat"))  # the longest job first
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        results = {f"{kind}={cfg.id}": pool.submit(_pretrain_job, kind, cfg, o, s) for kind, cfg, o, s in jobs}
+        results = {f"{kind}={cfg[-1].id if kind == 'chat' else cfg.id}": pool.submit(_pretrain_job, kind, cfg, o, s)
+                   for kind, cfg, o, s in jobs}
         metrics = {name: f.result() for name, f in results.items()}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "DONE").write_text("pretrained tiny components: " + ", ".join(metrics) + "\n")

@@ -98,7 +98,10 @@ def write_world(out: str | Path, size: int = 2000, seed: int = 0, *, progress: b
     out = Path(out)
     counts = write_training(out, size, seed, progress)
     writer = EvalWriter(out / "eval", seed, max(24, size // 10))
-    for write in tqdm(EVAL_WRITERS.values(), desc="synth eval", disable=not progress):
+    from ablate.shapes.hallucination import HALLUCINATION_WRITERS
+
+    writers = [*EVAL_WRITERS.values(), *HALLUCINATION_WRITERS.values()]  # + CHAIR, negative instructions
+    for write in tqdm(writers, desc="synth eval", disable=not progress):
         counts.update(write(writer))
     dump_json(out / "eval/scenes.json", writer.scenes)
     counts["eval images"] = len(writer.scenes)

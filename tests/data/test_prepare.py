@@ -57,13 +57,15 @@ def pope_download(base: Path) -> Path:
 def test_list_names_every_benchmark_family_and_training_source(capsys) -> None:
     families = {cls.layout.name for cls in BENCHMARKS.values()}
     assert families == {"vqav2", "gqa", "vizwiz", "textvqa", "refcoco", "refcoco-plus", "refcocog", "ocid-ref", "vsr",
-                        "pope", "tallyqa", "ai2d"}  # Prismatic's 12 benchmarks (textvqa serves both variants)
+                        "pope", "tallyqa", "ai2d",  # Prismatic's 12 benchmarks (textvqa serves both variants)
+                        "chair", "lrv-neg"}  # hallucination benchmarks (issue 23)
     assert set(prepare.names()) == families | {"llava-laion-cc-sbu-558k", "llava-v15-665k", "lvis-instruct4v-220k",
                                                "llava-v15-language-only", "llava-v15-stripped625k", "lrv-instruct"}
     assert main(["data", "prepare", "--list"]) == 0
     out = capsys.readouterr().out
     for upstream in ("coco_pope_adversarial.json", "llava_textvqa_val_v051_ocr.jsonl", "refcocog/refs(umd).p",
-                     "ai2d_test_ids.csv", "blip_laion_cc_sbu_558k.json", "filter_cap_more1.json", "val_expressions.json"):
+                     "ai2d_test_ids.csv", "blip_laion_cc_sbu_558k.json", "filter_cap_more1.json", "val_expressions.json",
+                     "instances_val2014.json", "negative_eval.json"):
         assert upstream in out, upstream
 
 
@@ -277,6 +279,30 @@ def test_llava_training_sources_and_a_scoped_data_check(tmp_path: Path, capsys) 
     assert main(["data", "check", *scope[:-1], "eval.benchmarks=[pope,vsr]"]) == 1
     out = capsys.readouterr().out
     assert f"1 problem(s):\n  {root / 'eval/vsr/test.jsonl'}: file not found" in out
+
+
+def test_chair_from_coco_annotations_uses_the_chair_500_ids(tmp_path: Path, capsys) -> None:
+    """`ablate data prepare chair`: COCO's instances_val2014.json placed, the CHAIR-500 images linked (the id
+    list ships with ablate), captions_val2014.json optional."""
+    from ablate.eval.benchmarks.captioning import CHAIR_500_IDS
+
+    ids = [int(x) for x in CHAIR_500_IDS.read_text().split()]
+    base = tmp_path / "downloads"
+    images = [{"id": i, "file_name": f"COCO_val2014_{i:012d}.jpg", "width": 8, "height": 8} for i in ids + [7]]
+    anns = [{"id": k, "image_id": i, "category_id": 18, "bbox": [0, 0, 4, 4], "area": 16.0, "iscrowd": 0}
+            for k, i in enumerate(ids)]
+    (base / "annotations").mkdir(parents=True)
+    (base / "annotations" / "instances_val2014.json").write_text(json.dumps(
+        {"info": {}, "licenses": [], "images": images, "annotations": anns,
+         "categories": [{"id": 18, "name": "dog", "supercategory": "animal"}]}))
+    for im in images:
+        jpeg(base / "coco" / "val2014" / im["file_name"])
+    root = tmp_path / "data" / "eval"
+    assert main(["data", "prepare", "chair", "--from", str(base), "--root", str(root)]) == 0
+    assert f"chair: prepared under {root} (500 chair examples, 500 images)" in capsys.readouterr().out
+    assert (root / "chair/val2014").is_symlink() or (root / "chair/val2014").is_dir()
+    examples = get_benchmark("chair", root).load()
+    assert [int(e.example_id) for e in examples] == ids and examples[0].gold == ["dog"]
 
 
 def test_every_benchmark_preparer_rebuilds_the_same_examples_from_one_download_folder(world: Path,

@@ -203,8 +203,51 @@ def write_ai2d(root: Path) -> list[str]:
     return ["0.png-0", "0.png-1", "12.png-0"]
 
 
+def write_coco(root: Path, *, captions: bool = True) -> list[str]:
+    """Three images of the CHAIR-500 list with COCO-schema instances (real category ids and names)."""
+    cats = [{"supercategory": "person", "id": 1, "name": "person"},
+            {"supercategory": "animal", "id": 18, "name": "dog"},
+            {"supercategory": "sports", "id": 34, "name": "frisbee"},
+            {"supercategory": "outdoor", "id": 15, "name": "bench"},
+            {"supercategory": "sports", "id": 38, "name": "kite"}]
+    images = [{"license": 3, "file_name": f"COCO_val2014_{i:012d}.jpg", "coco_url": "", "height": 24, "width": 32,
+               "date_captured": "2013-11-14 16:28:13", "flickr_url": "", "id": i} for i in (2239, 2302, 3001)]
+    anns = []
+    for k, (image_id, cat) in enumerate([(2239, 1), (2239, 18), (2239, 18), (2239, 34), (2302, 15), (3001, 1)]):
+        anns.append({"segmentation": [[1.0, 1.0, 9.0, 1.0, 9.0, 9.0]], "area": 32.0, "iscrowd": 0,
+                     "image_id": image_id, "bbox": [1.0, 1.0, 8.0, 8.0], "category_id": cat, "id": 900 + k})
+    base = root / "chair"
+    dump(base / "annotations/instances_val2014.json",
+         {"info": {}, "licenses": [], "images": images, "annotations": anns, "categories": cats})
+    if captions:  # a human caption of 3001 names a kite the instances do not have
+        dump(base / "annotations/captions_val2014.json", {"info": {}, "licenses": [], "images": images,
+             "annotations": [{"image_id": 3001, "id": 1, "caption": "A person flying a kite on a beach."}]})
+    (base / "image_ids.txt").write_text("2239\n2302\n3001\n")
+    for im in images:
+        image(base / "val2014" / im["file_name"])
+    return ["2239", "2302", "3001"]
+
+
+LRV_ROWS = [
+    # LRV's README instruction line (tests/fixtures/lrv) and two in its format
+    {"image_id": "2392588", "question": "Can you see a blue teapot on the white electric stove in the kitchen?",
+     "answer": "There is no mention of a teapot on the white electric stove in the kitchen.", "task": "negative"},
+    {"image_id": "2412946", "question": "Is the woman surfing on a green surfboard?",
+     "answer": "Yes, she is surfing on a green surfboard.", "task": "positive"},
+]
+
+
+def write_lrv(root: Path, rows: list[dict] | None = None) -> list[str]:
+    rows = LRV_ROWS if rows is None else rows
+    dump(root / "lrv/negative_eval.json", rows)
+    for r in rows:
+        image(root / "lrv/images" / f"{r['image_id']}.jpg")
+    return [f"{r['image_id']}-{i}" for i, r in enumerate(rows)]
+
+
 def write_all(root: Path) -> dict[str, list[str]]:
     text = write_textvqa(root)
     return {"vqav2": write_vqav2(root), "gqa": write_gqa(root), "vizwiz": write_vizwiz(root), "textvqa": text,
             "textvqa-ocr": text, **write_refer(root), "ocid-ref": write_ocid(root), "vsr": write_vsr(root),
-            "pope": write_pope(root), "tallyqa": write_tallyqa(root), "ai2d": write_ai2d(root)}
+            "pope": write_pope(root), "tallyqa": write_tallyqa(root), "ai2d": write_ai2d(root),
+            "chair": write_coco(root), "lrv-neg": write_lrv(root)}

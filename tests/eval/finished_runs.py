@@ -45,3 +45,19 @@ def write_study(tmp_path: Path, study_yaml: str) -> tuple[Path, Any, list[Any], 
     (studies / spec.name).mkdir(parents=True)
     (studies / spec.name / "manifest.json").write_text(json.dumps(man))
     return studies, spec, points, runs
+
+
+def two_point_study(name: str, description: str) -> str:
+    """A study of two tiny design points (letterbox vs resize-naive, one seed) and their one comparison."""
+    return f"""\
+study: {name}
+description: {description}
+mode: one-at-a-time
+baseline: {{vision: tiny-clip, llm: tiny-llama, train: tiny, data: shapes, eval: shapes, image: letterbox}}
+axes:
+  image: [letterbox, resize-naive]
+seeds: [7]
+comparisons:
+  naive_vs_letterbox:
+    pairs: [["image=resize-naive", "baseline"]]
+"""

@@ -19,7 +19,7 @@ def load(bench_root, benchmark_id: str, **kw):
 
 def test_registry_has_prismatic_benchmarks() -> None:
     assert list_benchmarks() == ["vqav2", "gqa", "vizwiz", "textvqa", "textvqa-ocr", "refcoco", "refcoco-plus",
-                                 "refcocog", "ocid-ref", "vsr", "pope", "tallyqa", "ai2d"]
+                                 "refcocog", "ocid-ref", "vsr", "pope", "tallyqa", "ai2d", "chair", "lrv-neg"]
     with pytest.raises(ConfigError, match="^eval.benchmarks: invalid value 'mmmu'; allowed: vqav2, gqa,"):
         get_benchmark("mmmu", ".")
     for benchmark_id in list_benchmarks():  # the registry's ID is the class's own

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from finished_runs import write_pope_run, write_study
+from finished_runs import two_point_study, write_pope_run, write_study
 
 from ablate.cli import main
 from ablate.eval.benchmarks import get_benchmark
@@ -21,18 +21,7 @@ from ablate.eval.fingerprint import fingerprint
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "pope"
 PINNED, HEAD = "e3e3926", "head"
 
-STUDY_YAML = """\
-study: pope-versions
-description: two points evaluated on different POPE releases
-mode: one-at-a-time
-baseline: {vision: tiny-clip, llm: tiny-llama, train: tiny, data: shapes, eval: shapes, image: letterbox}
-axes:
-  image: [letterbox, resize-naive]
-seeds: [7]
-comparisons:
-  naive_vs_letterbox:
-    pairs: [["image=resize-naive", "baseline"]]
-"""
+STUDY_YAML = two_point_study("pope-versions", "two points evaluated on different POPE releases")
 
 
 def pope_root(tmp: Path, version: str) -> Path:

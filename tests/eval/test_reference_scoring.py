@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from finished_runs import write_pope_run, write_study
+from finished_runs import two_point_study, write_pope_run, write_study
 
 from ablate.cli import main
 
@@ -145,18 +145,7 @@ def test_ablate_and_ablate_written_lmms_samples_rescore_to_the_same_records(tmp_
 
 
 # ------------------------------------------------------------------------------------------- in a study
-STUDY_YAML = """\
-study: with-reference
-description: two points and a published model on the same POPE files
-mode: one-at-a-time
-baseline: {vision: tiny-clip, llm: tiny-llama, train: tiny, data: shapes, eval: shapes, image: letterbox}
-axes:
-  image: [letterbox, resize-naive]
-seeds: [7]
-comparisons:
-  naive_vs_letterbox:
-    pairs: [["image=resize-naive", "baseline"]]
-"""
+STUDY_YAML = two_point_study("with-reference", "two points and a published model on the same POPE files")
 
 
 @pytest.fixture

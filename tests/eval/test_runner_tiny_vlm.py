@@ -24,7 +24,8 @@ JOIN_BENCHMARKS = ["vqav2", "refcoco", "pope"]
 @pytest.fixture(scope="module")
 def tiny(bench_root):
     root, _ = bench_root
-    cfg = compose([*TINY, f"eval.root={root}", "eval.batch_size=4", "eval.max_new_tokens=4", "runtime.progress=false"])
+    cfg = compose([*TINY, f"eval.root={root}", "eval.batch_size=4", "eval.max_new_tokens=4", "runtime.progress=false",
+                   f"eval.benchmarks=[{','.join(list_benchmarks())}]"])
     torch.manual_seed(0)
     return build_vlm(cfg), cfg
 
@@ -50,6 +51,15 @@ def test_tiny_vlm_records_every_example(two_runs, bench_root) -> None:
         assert len({r["example_id"] for r in records}) == len(records)
         assert all(0.0 <= r["score"] <= 1.0 and isinstance(r["parse_ok"], bool) for r in records)
         assert scores[bench]["parse_failures"] == sum(not r["parse_ok"] for r in records)
+        generated = [r for r in records if "option_probs" not in r]
+        # every generated answer carries its verbosity: words, the model tokenizer's tokens, the limit if any
+        assert all(r["answer_words"] == len(r["prediction"].split()) and r["answer_tokens"] >= r["answer_words"] > 0
+                   or r["answer_words"] == r["answer_tokens"] == 0 for r in generated), bench
+        assert all(("over_length" in r) == ("length_limit" in r) for r in generated)
+    vqa = read(out / "a/examples/vqav2.jsonl")
+    assert all(r["length_limit"] == 3 and r["over_length"] == float(r["answer_words"] > 3) for r in vqa)
+    assert scores["vqav2"]["words_per_answer"] == pytest.approx(sum(r["answer_words"] for r in vqa) / len(vqa))
+    assert "over_length" not in read(out / "a/examples/chair.jsonl")[0]
     # prob mode: option probabilities are distributions over the benchmark's options
     for r in read(out / "a/examples/tallyqa.jsonl") + read(out / "a/examples/pope.jsonl"):
         assert sum(r["option_probs"]) == pytest.approx(1.0, abs=1e-4) and r["parse_ok"]

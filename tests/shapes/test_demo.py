@@ -65,6 +65,9 @@ def test_interrupted_demo_resumes_without_redoing_finished_runs(tmp_path: Path, 
         attempts = (out / "runs" / key / "attempts.jsonl").read_text().splitlines()
         assert len(attempts) == 1
     assert "Design decisions" in second.stdout and "resize-crop vs letterbox" in second.stdout
+    # the base-vs-chat axis: its pooled row and its hallucination / verbosity rows (CHAIR, length, lrv-neg)
+    assert "tiny-llama-chat vs tiny-llama" in second.stdout and "Base vs chat LM" in second.stdout
+    assert "negative-instruction accuracy" in second.stdout and "words per answer" in second.stdout
     report = out / "report"
     assert (report / "report.html").stat().st_size > 10_000
     assert (report / "tests.csv").exists() and list(report.glob("*.png"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -99,19 +100,26 @@ def test_pretrained_llm_loads_through_llm_path_with_the_same_logits(tmp_path: Pa
 def test_scene_in_words_asks_presence_answered_by_the_listed_objects():
     import re
 
+    from ablate.shapes.chat import DESCRIBE_PROMPTS, plain_description
     from ablate.shapes.pretrain import in_words, scene_in_words
     from ablate.shapes.training import train_scene
 
     rng = random.Random(3)
+    described = 0
     for _ in range(200):
         scene = train_scene(rng)
         conv = scene_in_words(scene, rng)
         assert conv[0][1].startswith(in_words(scene) + "\n") and "<image>" not in conv[0][1]
-        assert [role for role, _ in conv] == ["user", "assistant"] * 3
+        assert [role for role, _ in conv] in (["user", "assistant"] * 3, ["user", "assistant"] * 4)
         names = {o.name for o in scene.objects}
-        for (_, question), (_, answer) in zip(conv[::2], conv[1::2], strict=True):
+        for (_, question), (_, answer) in zip(conv[0:6:2], conv[1:6:2], strict=True):
             asked = re.search(r"Is there a (\w+ \w+) in the image\?", question).group(1)
             assert answer == ("Yes" if asked in names else "No")
+        if len(conv) == 8:  # the plain description: exactly the scene's objects
+            described += 1
+            assert conv[6][1] in DESCRIBE_PROMPTS and conv[7][1] == plain_description(scene)
+            assert all(n in conv[7][1] for n in names)
+    assert 70 < described < 130  # DESCRIBE_SHARE = 0.5
     assert in_words(scene).startswith("Scene: ") and all(n in in_words(scene) for n in names)
 
 
@@ -141,6 +149,37 @@ def test_ensure_pretrained_trains_once(tmp_path: Path):
     assert {"DONE", "metrics.json", "tiny-clip.safetensors", "model.safetensors"} <= set(files)
     ensure_pretrained(vision, llm, out, vision_steps=2, llm_steps=2, workers=1)
     assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == files
+
+
+def test_chat_variant_starts_from_the_base_lm_and_learns_verbose_answers(tmp_path: Path):
+    """ensure_pretrained with chat_cfg: the base LM, then tiny-llama-chat tuned from it in the Vicuna format;
+    after tuning, its greedy answer to a presence question is a long sentence that starts with the verdict."""
+    import torch
+
+    from ablate.design import compose
+    from ablate.models.llm import build_llm, build_tokenizer
+    from ablate.models.prompts import get_prompt_format
+    from ablate.shapes.pretrain import ensure_pretrained
+
+    vision = [compose(["vision=tiny-clip"]).vision]
+    base, chat = compose(["llm=tiny-llama"]).llm, compose(["llm=tiny-llama-chat"]).llm
+    out = ensure_pretrained(vision, base, tmp_path / "pre", vision_steps=2, llm_steps=2, workers=1,
+                            chat_cfg=chat, chat_steps=150)
+    assert (out / "tiny-llama/model.safetensors").is_file() and (out / "tiny-llama-chat/model.safetensors").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"vision=tiny-clip", "chat=tiny-llama-chat"}
+    assert {"answer_acc", "chat_answer_acc"} <= set(metrics["chat=tiny-llama-chat"])
+    cfg = compose(["llm=tiny-llama-chat", f"llm.path={out / 'tiny-llama-chat'}", "llm.random_init=null"]).llm
+    tok = build_tokenizer(cfg)
+    model = build_llm(cfg, tok).eval()
+    fmt = get_prompt_format(cfg.prompt_format, tok)
+    prompt = fmt.generation_prompt("Scene: red circle, blue square.\nIs there a red circle in the image?")
+    bos = [] if tok.bos_token_id is None else [tok.bos_token_id]
+    ids = torch.tensor([bos + tok(prompt, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        gen = model.generate(ids, max_new_tokens=24, do_sample=False, pad_token_id=tok.pad_token_id)
+    answer = tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+    assert len(answer.split()) >= 8, answer
 
 
 def test_ensure_pretrained_rejects_an_arch_in_two_vision_configs(tmp_path: Path):
