@@ -21,6 +21,7 @@ DB_PASS=ablate-slurm-local
 NODE=$(hostname -s)
 PACKAGES=(munge mariadb-server slurmdbd slurmctld slurmd slurm-client)
 SLURM_ETC=/etc/slurm
+COMMON_CONF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/slurm-common.conf"  # shared with the two-node test
 
 log() { echo "slurm-local: $*"; }
 die() { echo "slurm-local: error: $*" >&2; exit 1; }
@@ -79,24 +80,10 @@ NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$CPUS Sockets=1 CoresPerSocket=$CPUS Thre
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 SlurmUser=slurm
 SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=cred_expire=10
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+$(cat "$COMMON_CONF")
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,bf_interval=1,sched_interval=5
-KillWait=5
-ReturnToService=2
-SlurmdParameters=config_overrides
-MailProg=/bin/true
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/spool
 SlurmctldPidFile=$STATE/run/slurmctld.pid

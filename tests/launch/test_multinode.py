@@ -27,6 +27,9 @@ import torch
 
 from ablate.design import compose
 
+# the settings both local clusters share (scripts/slurm-local.sh writes them into the shared cluster too)
+COMMON_CONF = Path(__file__).resolve().parents[2] / "scripts" / "slurm-common.conf"
+
 
 def test_two_node_batch_script(tmp_path: Path) -> None:
     from ablate.launch import make_executor
@@ -110,23 +113,8 @@ SlurmctldPort={ctld_port}
 PartitionName=two Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 SlurmUser=root
 SlurmdUser=root
-AuthType=auth/munge
-CredType=cred/munge
-AuthInfo=cred_expire=10
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+{COMMON_CONF.read_text()}AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,bf_interval=1,sched_interval=5
-KillWait=5
-ReturnToService=2
-SlurmdParameters=config_overrides
-MailProg=/bin/true
 StateSaveLocation={state}/ctld
 SlurmdSpoolDir={state}/spool/%n
 SlurmctldPidFile={state}/run/slurmctld.pid

@@ -20,16 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ablate.eval.benchmarks.base import (
-    Benchmark,
-    BenchmarkFormatError,
-    Example,
-    common_metrics,
-    field_of,
-    format_error,
-    mean,
-    read_json,
-)
+from ablate.eval.benchmarks import base
+from ablate.eval.benchmarks.base import Benchmark, BenchmarkFormatError, Example
 from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.chair import (
     DATA,
@@ -43,6 +35,7 @@ from ablate.eval.chair import (
 )
 
 CHAIR_500_IDS = DATA / "chair_500_image_ids.txt"  # the default subset (see ablate/eval/data/README.md)
+IMAGES = "chair/val2014"  # the linked COCO val2014 folder, under the eval root
 CHAIR_LAYOUT = Layout(
     name="chair", benchmarks=("chair",),
     source="COCO 2014 annotations (instances_val2014.json; captions_val2014.json optional) and val2014 images; "
@@ -59,7 +52,7 @@ CHAIR_LAYOUT = Layout(
                                  only=("chair-own-subset",), note="optional: default the CHAIR-500 ids"),
            "synonyms": FileSpec("chair/synonyms.txt", ("chair/synonyms.txt",), fmt="txt", records="",
                                 only=("chair-own-objects",), note="optional: default the MSCOCO synonym lists")},
-    dirs={"chair/val2014": ("val2014",)},
+    dirs={IMAGES: ("val2014",)},
 )
 
 # the CHAIR-500 set's instruction (yuezih/less-is-more chair-500.jsonl; LLaVA's "detail" prompt)
@@ -78,7 +71,7 @@ def read_id_list(path: Path) -> list[int]:
         try:
             ids.append(int(line.strip()))
         except ValueError:
-            raise format_error(path, f"line {lineno}", f"one integer image id, got {line.strip()!r}") from None
+            raise base.format_error(path, f"line {lineno}", f"one integer image id, got {line.strip()!r}") from None
     return ids
 
 
@@ -88,56 +81,51 @@ class CHAIRBenchmark(Benchmark):
     id = "chair"
     layout = CHAIR_LAYOUT
     description = "CHAIR_i / CHAIR_s of generated captions (lower is better); score = 1 - CHAIR_s per caption"
-    folder: ClassVar[str] = "chair"
-    instances_file: ClassVar[str] = "annotations/instances_val2014.json"
-    captions_file: ClassVar[str] = "annotations/captions_val2014.json"
-    images_dir: ClassVar[str] = "val2014"
     prompt: ClassVar[str] = CAPTION_PROMPT
 
     def vocabulary(self) -> Vocabulary:
         """``chair/synonyms.txt`` of the data root when it has one (the shapes world writes its objects'),
         else the packaged MSCOCO lists."""
-        own = self.root / self.folder / "synonyms.txt"
+        own = self.layout.path(self.root, "synonyms")
         return read_vocabulary(own) if own.is_file() else coco_vocabulary()
 
     def read(self) -> list[Example]:
-        base = self.root / self.folder
         vocab = self.vocabulary()
-        ipath = base / self.instances_file
-        inst = read_json(ipath, dict, "a COCO instances object")
+        ipath = self.layout.path(self.root, "instances")
+        inst = base.read_json(ipath, dict, "a COCO instances object")
         names = {}
-        for i, cat in enumerate(field_of(inst, "categories", list, ipath, "top level")):
-            names[field_of(cat, "id", int, ipath, f"categories[{i}]")] = field_of(cat, "name", str, ipath,
+        for i, cat in enumerate(base.field_of(inst, "categories", list, ipath, "top level")):
+            names[base.field_of(cat, "id", int, ipath, f"categories[{i}]")] = base.field_of(cat, "name", str, ipath,
                                                                                  f"categories[{i}]")
         files = {}
-        for i, im in enumerate(field_of(inst, "images", list, ipath, "top level")):
-            files[field_of(im, "id", int, ipath, f"images[{i}]")] = field_of(im, "file_name", str, ipath,
+        for i, im in enumerate(base.field_of(inst, "images", list, ipath, "top level")):
+            files[base.field_of(im, "id", int, ipath, f"images[{i}]")] = base.field_of(im, "file_name", str, ipath,
                                                                             f"images[{i}]")
-        own_ids = base / "image_ids.txt"  # a subset of the root's own, else CHAIR-500
+        own_ids = self.layout.path(self.root, "image_ids")  # a subset of the root's own, else CHAIR-500
         wanted = read_id_list(own_ids if own_ids.is_file() else CHAIR_500_IDS)
         objects: dict[int, set[str]] = {i: set() for i in wanted}
-        for i, ann in enumerate(field_of(inst, "annotations", list, ipath, "top level")):
+        for i, ann in enumerate(base.field_of(inst, "annotations", list, ipath, "top level")):
             where = f"annotations[{i}]"
-            image_id = field_of(ann, "image_id", int, ipath, where)
+            image_id = base.field_of(ann, "image_id", int, ipath, where)
             if image_id in objects:
-                cat = field_of(ann, "category_id", int, ipath, where)
+                cat = base.field_of(ann, "category_id", int, ipath, where)
                 if cat not in names:
-                    raise format_error(ipath, where, f"'category_id' to be one of the categories, got {cat}")
+                    raise base.format_error(ipath, where, f"'category_id' to be one of the categories, got {cat}")
                 objects[image_id] |= node_words([names[cat]], vocab, where=f"{ipath}: {where}")
-        cpath = base / self.captions_file
+        cpath = self.layout.path(self.root, "captions")
         if cpath.is_file():  # the reference adds the objects human captions name
-            caps = read_json(cpath, dict, "a COCO captions object")
-            for i, ann in enumerate(field_of(caps, "annotations", list, cpath, "top level")):
-                image_id = field_of(ann, "image_id", int, cpath, f"annotations[{i}]")
+            caps = base.read_json(cpath, dict, "a COCO captions object")
+            for i, ann in enumerate(base.field_of(caps, "annotations", list, cpath, "top level")):
+                image_id = base.field_of(ann, "image_id", int, cpath, f"annotations[{i}]")
                 if image_id in objects:
-                    text = field_of(ann, "caption", str, cpath, f"annotations[{i}]")
+                    text = base.field_of(ann, "caption", str, cpath, f"annotations[{i}]")
                     objects[image_id] |= {node for _, node in caption_objects(text, vocab)}
         examples = []
         for image_id in wanted:
             if image_id not in files:
-                raise format_error(own_ids if own_ids.is_file() else CHAIR_500_IDS, f"image id {image_id}",
+                raise base.format_error(own_ids if own_ids.is_file() else CHAIR_500_IDS, f"image id {image_id}",
                                    f"an image of {ipath.name} with that id")
-            examples.append(Example(example_id=str(image_id), image=base / self.images_dir / files[image_id],
+            examples.append(Example(example_id=str(image_id), image=self.root / IMAGES / files[image_id],
                                     prompt=self.prompt, gold=sorted(objects[image_id])))
         return examples
 
@@ -148,4 +136,4 @@ class CHAIRBenchmark(Benchmark):
 
     def aggregate(self, records: list[dict[str, Any]]) -> dict[str, float]:
         # accuracy = share of captions without a hallucinated object = 1 - CHAIR_s (every benchmark reports one)
-        return {"accuracy": mean(r["score"] for r in records), **chair_aggregate(records), **common_metrics(records)}
+        return {"accuracy": base.mean(r["score"] for r in records), **chair_aggregate(records), **base.common_metrics(records)}

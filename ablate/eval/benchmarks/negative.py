@@ -20,28 +20,21 @@ refused with a message saying so.  Example id = ``<image_id>-<index in file>`` (
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
-from ablate.eval.benchmarks.base import (
-    Benchmark,
-    Example,
-    common_metrics,
-    field_of,
-    format_error,
-    grouped_accuracy,
-    mean,
-    read_json,
-)
+from ablate.eval.benchmarks import base
+from ablate.eval.benchmarks.base import Benchmark, Example
 from ablate.eval.benchmarks.layout import FileSpec, Layout
 from ablate.eval.scoring import pope_metrics, pope_parse
 
+IMAGES = "lrv/images"  # the linked Visual Genome images, under the eval root
 LRV_NEG_LAYOUT = Layout(
     name="lrv-neg", benchmarks=("lrv-neg",),
     source="labelled records in LRV-Instruction's instruction format (FuxiaoLiu/LRV-Instruction) and their Visual "
            "Genome images",
     files={"eval": FileSpec("lrv/negative_eval.json", ("negative_eval.json",), keys={"question": str, "task": str},
                             note="a JSON list of {image_id, question, answer, task}")},
-    dirs={"lrv/images": ("VG_100K", "images")},
+    dirs={IMAGES: ("VG_100K", "images")},
 )
 
 
@@ -49,27 +42,24 @@ class NegativeInstructions(Benchmark):
     id = "lrv-neg"
     layout = LRV_NEG_LAYOUT
     description = "premise accepted/rejected (POPE's rule) vs LRV's gold answer: accuracy, F1, per task"
-    folder: ClassVar[str] = "lrv"
-    file: ClassVar[str] = "negative_eval.json"
-    images_dir: ClassVar[str] = "images"
 
     def read(self) -> list[Example]:
-        path = self.root / self.folder / self.file
-        rows = read_json(path, list, "a JSON list of LRV instruction records")
+        path = self.layout.path(self.root, "eval")
+        rows = base.read_json(path, list, "a JSON list of LRV instruction records")
         examples = []
         for i, rec in enumerate(rows):
             where = f"record {i}"
             if isinstance(rec, dict) and "answer" not in rec and "question" in rec:
-                raise format_error(path, where, "key 'answer' (LRV's evaluation_set.json has no answers: "
+                raise base.format_error(path, where, "key 'answer' (LRV's evaluation_set.json has no answers: "
                                    "GAVIE scores it with GPT-4; ablate needs records with LRV's gold 'answer')")
-            image_id = field_of(rec, "image_id", (str, int), path, where)
-            answer = field_of(rec, "answer", str, path, where)
+            image_id = base.field_of(rec, "image_id", (str, int), path, where)
+            answer = base.field_of(rec, "answer", str, path, where)
             examples.append(Example(
                 example_id=f"{image_id}-{i}",
-                image=self.root / self.folder / self.images_dir / f"{image_id}.jpg",
-                prompt="\n" + field_of(rec, "question", str, path, where),
+                image=self.root / IMAGES / f"{image_id}.jpg",
+                prompt="\n" + base.field_of(rec, "question", str, path, where),
                 gold=pope_parse(answer, variant="official"),
-                meta={"task": field_of(rec, "task", str, path, where), "gold_answer": answer},
+                meta={"task": base.field_of(rec, "task", str, path, where), "gold_answer": answer},
             ))
         return examples
 
@@ -87,5 +77,5 @@ class NegativeInstructions(Benchmark):
         for polarity, name in (("no", "accuracy_negative"), ("yes", "accuracy_positive")):
             rows = [r["score"] for r in records if r["gold"] == polarity]
             if rows:
-                out[name] = mean(rows)
-        return {**out, **grouped_accuracy(records, "task", "accuracy_task_"), **common_metrics(records)}
+                out[name] = base.mean(rows)
+        return {**out, **base.grouped_accuracy(records, "task", "accuracy_task_"), **base.common_metrics(records)}
