@@ -101,7 +101,9 @@ def pretrain_vision(vision_cfg: Any, out: str | Path, *, steps: int = 600, batch
     rng = random.Random(f"{seed}/pretrain-vision")
     vision = build_vision(vision_cfg)
     head = nn.Linear(vision.embed_dim, len(LABELS))
-    image_ids = IMAGE_TRANSFORMS.names()
+    # the whole-image geometries (letterbox, resize-naive, resize-crop); a tiling (anyres) is a class of its own
+    # token layout, not a view the tower learns per patch
+    image_ids = [i for i in IMAGE_TRANSFORMS.names() if not isinstance(IMAGE_TRANSFORMS.get(i), type)]
     transforms = {i: build_image_transform(i, vision_cfg) for i in image_ids}
     patch = int(vision_cfg.image_size) // vision.grid
 
