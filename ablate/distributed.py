@@ -134,5 +134,5 @@ def init_distributed(device: str = "auto", timeout_s: float = DIST_TIMEOUT_S) ->
                                f"within runtime.dist_timeout_s={timeout_s:g}s ({type(exc).__name__}: {exc}); "
                                "another rank failed or never started (see its log), or the port is taken "
                                "(set MASTER_PORT in launcher.setup)") from exc
-        log.info("rank %d/%d joined %s process group on %s", rank_, world, backend, dev)
+        log.info("rank %d/%d joined %s process group at %s:%s on %s", rank_, world, backend, addr, port, dev)
     return DistInfo(rank=rank_, world_size=world, local_rank=local_rank, device=dev)

@@ -24,7 +24,7 @@ def test_dry_run_lists_points_and_count() -> None:
     study = yaml.safe_load((ROOT / "sweeps" / "demo.yaml").read_text())
     points = 1 + sum(len(str(levels).split(",")) - 1 for levels in study["axes"].values())  # one at a time
     n = points * len(study["seeds"])
-    assert n == 16 and lines[-1] == f"{n} design points, {n} unique runs"
+    assert n == 18 and lines[-1] == f"{n} design points, {n} unique runs"
     assert sum(1 for ln in lines if ln.startswith(("baseline", *(f"{axis}=" for axis in study["axes"])))) == 0
     assert sum(1 for ln in lines if " baseline " in ln) == 2  # two seeds
 

@@ -57,10 +57,10 @@ def _rank(rank: int, world: int, port: int, root: str, run_dir: str, compiled: b
 
 @pytest.fixture(scope="module")
 def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from ablate.data.mixes import ensure_synthetic
+    from ablate.shapes.world import ensure_world
 
     root = tmp_path_factory.mktemp("data") / "shapes"
-    ensure_synthetic(compose([*BASE, f"data.root={root}"]).data)
+    ensure_world(compose([*BASE, f"data.root={root}"]).data)
     return str(root)
 
 

@@ -11,7 +11,7 @@ Files (under ``eval.root``, written by ``ablate data prepare``): ``chair/annotat
 objects its human captions name count as present too), optionally ``chair/image_ids.txt`` (the subset: one
 image id a line; default the CHAIR-500 list shipped in ablate/eval/data), optionally
 ``chair/synonyms.txt`` (object lists in the reference's synonyms.txt format; default the packaged MSCOCO
-lists -- the shapes world writes its 30 colour-shape names), images ``chair/val2014/<file_name>``.  Example
+lists -- a generated world writes its own object names), images ``chair/val2014/<file_name>``.  Example
 id = the COCO image id.
 """
 
@@ -47,7 +47,7 @@ CHAIR_LAYOUT = Layout(
                                 ("annotations/captions_val2014.json", "captions_val2014.json"), records="",
                                 keys={"annotations": list}, only=("chair-with-captions",),
                                 note="optional: its human captions' objects count as present"),
-           # optional: a subset and object lists of the root's own (the shapes world writes both)
+           # optional: a subset and object lists of the root's own (a generated world writes both)
            "image_ids": FileSpec("chair/image_ids.txt", ("chair/image_ids.txt",), fmt="txt", records="",
                                  only=("chair-own-subset",), note="optional: default the CHAIR-500 ids"),
            "synonyms": FileSpec("chair/synonyms.txt", ("chair/synonyms.txt",), fmt="txt", records="",
@@ -84,7 +84,7 @@ class CHAIRBenchmark(Benchmark):
     prompt: ClassVar[str] = CAPTION_PROMPT
 
     def vocabulary(self) -> Vocabulary:
-        """``chair/synonyms.txt`` of the data root when it has one (the shapes world writes its objects'),
+        """``chair/synonyms.txt`` of the data root when it has one (a generated world writes its objects'),
         else the packaged MSCOCO lists."""
         own = self.layout.path(self.root, "synonyms")
         return read_vocabulary(own) if own.is_file() else coco_vocabulary()
