@@ -1,4 +1,4 @@
-"""Reading JSON and JSON-lines files with one-line errors that name the file and line.
+"""Reading JSON and JSON-lines files with one-line errors that name the file and line, and a file's sha256.
 
 Why it exists: run folders (``point.json``, ``fingerprints.json``, ``results.json``), benchmark release files,
 per-example records and published models' answer files are all JSON or JSON lines; each reader used to spell
@@ -10,6 +10,7 @@ Released files are often kept compressed: a ``.gz`` suffix is read through gzip.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,3 +57,12 @@ def read_object(path: str | Path, error: type[Exception], *, missing_ok: bool = 
     if not isinstance(data, dict):
         raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 4 MiB blocks (manifests, checkpoints, released answer files)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -22,7 +22,6 @@ Formats (``--format``):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -33,7 +32,7 @@ from typing import Any
 from ablate import rundir
 from ablate.config import ConfigError
 from ablate.eval.benchmarks import Benchmark, BenchmarkFormatError, Example, get_benchmark
-from ablate.jsonfiles import iter_objects, read_object
+from ablate.jsonfiles import iter_objects, read_object, sha256_file
 
 FORMATS = ("ablate", "llava", "lmms-eval")
 REFERENCE_PREFIX = "ref:"  # run_key of a reference model: ref:<label>
@@ -238,14 +237,6 @@ def join(bench: Benchmark, examples: list[Example], preds: list[Prediction], sou
 
 
 # ------------------------------------------------------------------------------------------ scoring
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _json(path: Path) -> dict[str, Any]:
     return read_object(path, ConfigError)
 

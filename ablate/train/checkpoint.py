@@ -16,7 +16,6 @@ alone writes; every rank reads).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from ablate.distributed import barrier, rank
+from ablate.jsonfiles import sha256_file
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -137,14 +137,6 @@ def step_dirs(root: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
 
@@ -158,7 +150,7 @@ def _stat_key(folder: Path) -> tuple:
 def write_manifest(folder: str | Path) -> None:
     """Record size + SHA-256 of every file under ``folder`` (sub-folders included) in its manifest.json."""
     folder = Path(folder)
-    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in _files(folder)}
+    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in _files(folder)}
     path = folder / MANIFEST
     path.write_text(json.dumps({"files": files}, indent=1))
     with open(path, "rb") as fh:
@@ -190,7 +182,7 @@ def verify(folder: str | Path) -> None:
             size = file.stat().st_size
             if size != want["size"]:
                 raise CheckpointError(f"{file}: {size} bytes; expected {want['size']} (manifest): truncated or altered")
-            if _sha256(file) != want["sha256"]:
+            if sha256_file(file) != want["sha256"]:
                 raise CheckpointError(f"{file}: SHA-256 differs from the manifest; expected {want['sha256'][:12]}...")
         except OSError as exc:  # e.g. set aside by rank 0 while this rank was reading it
             raise CheckpointError(f"{file}: unreadable ({type(exc).__name__}: {exc.strerror or exc})") from None

@@ -20,7 +20,6 @@ Errors are ``PrepareError``: one line naming the file and what was expected.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,6 +28,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
+
+from ablate.jsonfiles import sha256_file as sha256_of
 
 MANIFESTS = "manifests"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff")
@@ -68,14 +69,6 @@ class Source:
     size: int
     mtime: float
     sha256: str
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _tail_matches(path: Path, pattern: str) -> bool:
