@@ -260,6 +260,7 @@ class RuntimeConfig:
     checkpoint_every: int = 200
     keep_last: int = 2
     num_workers: int = 0  # DataLoader workers decoding + transforming + collating (0: the training process)
+    pixel_cache_mb: float = 256  # preprocessed pixels kept per dataset (ablate.data.pixel_cache)
     checkpoint_format: str = "auto"  # auto (sharded under FSDP, else full) | sharded | full
     compile: bool = False  # torch.compile each vision block and decoder layer
     device: str = "auto"  # auto | cpu | cuda
@@ -487,6 +488,7 @@ def validate(cfg: Any) -> None:
     for key in ("log_every", "checkpoint_every", "keep_last"):
         _check(rt[key] >= 1, f"runtime.{key}", rt[key], ">= 1")
     _check(rt.num_workers >= 0, "runtime.num_workers", rt.num_workers, ">= 0")
+    _check(rt.pixel_cache_mb >= 0, "runtime.pixel_cache_mb", rt.pixel_cache_mb, ">= 0 (MiB; 0: off)")
     _check(ev.limit is None or ev.limit >= 1, "eval.limit", ev.limit, ">= 1, or null (every example)")
     _check(ev.batch_size >= 1, "eval.batch_size", ev.batch_size, ">= 1")
     _check(ev.max_new_tokens >= 1, "eval.max_new_tokens", ev.max_new_tokens, ">= 1")

@@ -223,8 +223,11 @@ class LlavaDataset:
     def __init__(self, records: Sequence[Record], tokenizer: Any, prompt_format: Any,
                  image_transform: Callable[[Image.Image], Any], *, max_length: int,
                  on_bad_example: str = "skip", stats: DataStats | None = None, align: bool = False,
-                 max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> None:
+                 max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS, pixel_cache_mb: float = 0) -> None:
+        from ablate.data.pixel_cache import PixelCache
+
         self.records = list(records)
+        self.pixel_cache = PixelCache(int(pixel_cache_mb * 2**20))  # records sharing an image decode it once
         self.align = align
         self.max_image_pixels = max_image_pixels
         self.tokenizer = tokenizer
@@ -282,7 +285,9 @@ class LlavaDataset:
         pixels = self.blank_pixels()
         if record.image is not None:
             try:
-                pixels = self.image_transform(open_image(record.image, self.max_image_pixels))
+                image = record.image
+                pixels = self.pixel_cache.get(str(image), lambda: self.image_transform(
+                    open_image(image, self.max_image_pixels)))
             except ImageTooLargeError as err:
                 self._bad_example(i, IMAGE_TOO_LARGE, str(err))
                 return None

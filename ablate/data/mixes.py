@@ -113,4 +113,5 @@ def build_dataset(cfg: Any, stage_data: str, tokenizer: Any, prompt_format: Any,
     mix = build_mix(cfg, stage_data, stats=stats)
     return LlavaDataset(mix.records, tokenizer, prompt_format, image_transform, max_length=cfg.llm.max_length,
                         on_bad_example=cfg.data.on_bad_example, stats=mix.stats, align=stage_data == "align",
-                        max_image_pixels=cfg.data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS))
+                        max_image_pixels=cfg.data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
+                        pixel_cache_mb=float(cfg.runtime.get("pixel_cache_mb", 0) or 0))

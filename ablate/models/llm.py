@@ -186,3 +186,19 @@ def build_llm(llm_cfg: Any, tokenizer: Any, *, dtype: torch.dtype = torch.float3
                                           mean_resizing=False)
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
+
+
+def target_loss(llm: Any, labels: torch.Tensor, **inputs: Any) -> torch.Tensor:
+    """HF's causal-LM loss (targets = ``labels`` shifted by one; float32 cross-entropy, mean over the targets
+    that are not IGNORE_INDEX) with the LM head applied only at the positions that predict a target
+    (``logits_to_keep`` as a boolean mask, which every HF causal LM takes): the logits of image, prompt and
+    padding positions -- most of a batch, and at a 32K vocabulary most of a step's activation memory -- are
+    never computed.  Same value and gradients as ``llm(**inputs, labels=labels).loss`` (tests/models/test_vlm.py)."""
+    import torch.nn.functional as F
+
+    from ablate.models.prompts import IGNORE_INDEX
+
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    keep = targets != IGNORE_INDEX
+    logits = llm(**inputs, logits_to_keep=keep).logits
+    return F.cross_entropy(logits.float(), targets[keep])

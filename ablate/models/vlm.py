@@ -31,7 +31,7 @@ from torch import nn
 from ablate.config import image_transform_id
 from ablate.data.anyres import GRID_KEY
 from ablate.data.transforms import build_image_transform
-from ablate.models.llm import build_llm, build_tokenizer
+from ablate.models.llm import build_llm, build_tokenizer, target_loss
 from ablate.models.positions import enable_positions, merged_positions, next_positions
 from ablate.models.projector import build_projector, num_output_tokens
 from ablate.models.prompts import IGNORE_INDEX, get_prompt_format
@@ -210,7 +210,13 @@ class VLM(nn.Module):
         embeds, attn, labels, positions = self.merge(
             batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device),
             pixels, None if has_image is None else has_image.to(device))
-        return self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions, labels=labels).loss
+        return self.lm_loss(embeds, attn, positions, labels)
+
+    def lm_loss(self, embeds: torch.Tensor, attn: torch.Tensor, positions: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        """The LM's loss on the merged sequence (``ablate.models.llm.target_loss``: the LM head only where a
+        target is predicted)."""
+        return target_loss(self.llm, labels, inputs_embeds=embeds, attention_mask=attn, position_ids=positions)
 
     # ------------------------------------------------------------------------------------------ inference
     def _pixels_of(self, images: Sequence[ImageInput] | None, batch: int) -> tuple[Pixels | None, torch.Tensor]:
@@ -254,7 +260,8 @@ class VLM(nn.Module):
         ids, mask = self._left_pad([self._prompt_ids(p) for p in prompts])
         pixels, has_image = self._pixels_of(images, len(prompts))
         embeds, attn, _, positions = self.merge(ids, mask, None, pixels, has_image)
-        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions, use_cache=True)
+        out = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions, use_cache=True,
+                       logits_to_keep=1)
         cache = out.cache if hasattr(out, "cache") else out.past_key_values
         next_pos = next_positions(positions)
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
@@ -316,7 +323,8 @@ class VLM(nn.Module):
                                                                                             strict=True)])
         pixels, has_image = self._pixels_of(images, len(prompts))
         embeds, attn, _, positions = self.merge(ids, mask, None, pixels, has_image)
-        logits = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions).logits[:, -1].float()
+        logits = self.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=positions,
+                          logits_to_keep=1).logits[:, -1].float()
         targets = torch.tensor([[t[-1] for t in opts] for opts in option_ids], device=logits.device)
         return F.log_softmax(logits, dim=-1).gather(1, targets).softmax(dim=-1)
 

@@ -191,7 +191,7 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
     LM) on ``conversations`` about scenes in words; ``save_pretrained`` it to ``out``; return the held-out
     answer-token accuracy and the accuracy on presence questions with hard negatives (binding)."""
     from ablate.data.llava import Example, collate
-    from ablate.models.llm import build_llm, build_tokenizer
+    from ablate.models.llm import build_llm, build_tokenizer, target_loss
     from ablate.models.prompts import IGNORE_INDEX, get_prompt_format, tokenize_conversation
 
     torch.manual_seed(seed)
@@ -246,7 +246,7 @@ def pretrain_llm(llm_cfg: Any, out: str | Path, *, steps: int = 1500, batch: int
 
     for step in range(1, steps + 1):
         b = sample(batch)
-        loss = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"]).loss
+        loss = target_loss(model, b["labels"], input_ids=b["input_ids"], attention_mask=b["attention_mask"])
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

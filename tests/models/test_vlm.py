@@ -62,6 +62,25 @@ def test_forward_loss_is_mean_over_assistant_tokens(tiny_vlm):
     tiny_vlm.zero_grad()
 
 
+def test_forward_loss_and_gradients_equal_hf_labels_loss(tiny_vlm):
+    """The LM head runs only where a target is predicted (``VLM.lm_loss``); value and every gradient are
+    those of HF's own ``labels=`` loss over all positions."""
+    batch = collate(tiny_vlm, CONVS, [RED, BLUE], [True, True])
+    embeds, attn, labels, pos = tiny_vlm.merge(batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                               batch["pixel_values"], batch["has_image"])
+    hf = tiny_vlm.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, labels=labels).loss
+    params = [p for p in tiny_vlm.parameters() if p.requires_grad]  # the LM's and the projector's
+    hf_grads = torch.autograd.grad(hf, params, retain_graph=True, allow_unused=True)
+    ours = tiny_vlm.lm_loss(embeds, attn, pos, labels)
+    grads = torch.autograd.grad(ours, params, allow_unused=True)
+    torch.testing.assert_close(ours, hf)
+    assert sum(g is not None for g in hf_grads) > 10
+    for g, h in zip(grads, hf_grads, strict=True):
+        assert (g is None) == (h is None)
+        if h is not None:
+            torch.testing.assert_close(g, h)
+
+
 def test_all_text_batch_trains_a_projector_only_stage_with_zero_gradient(tiny_vlm):
     """A cotraining batch with no image under a projector-only stage: backward works (no 'does not require
     grad' error) and leaves the projector a zero gradient; the loss equals the text-only forward's."""
