@@ -4,12 +4,13 @@ Builds the VLM of the given Hydra overrides (default: the tiny CPU model), appli
 recipe's last stage (``--stage`` picks another), wraps it with ``parallelize`` (precision, frozen-vision
 dtype, activation checkpointing as configured) and times ``ablate.train.loop.train_step`` — forward,
 backward, clipping and AdamW — on a synthetic batch of ``--batch`` examples of ``--seq-len`` text tokens
-plus the image tokens.  MFU = model FLOPs/s over the card's peak: 6 x trained params + 2 x frozen params
+plus the image tokens; ``--answer-tokens N`` puts the labels on each example's last N tokens only (a short
+answer after a prompt, as in presence or VQA data: the LM head runs only where a target is predicted).  MFU = model FLOPs/s over the card's peak: 6 x trained params + 2 x frozen params
 per token (forward+backward vs forward only), attention FLOPs ignored; ``--peak-tflops`` defaults to 989
 (H100/H200 SXM dense bf16).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/train_step.py [--batch 8] [--seq-len 64] [--steps 10] \
-        [--device cpu|cuda] [--overrides vision=tiny-clip llm=tiny-llama train=tiny ...]
+        [--answer-tokens N] [--device cpu|cuda] [--overrides vision=tiny-clip llm=tiny-llama train=tiny ...]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from PIL import Image
 
 from ablate.design import compose
 from ablate.distributed import DistInfo
+from ablate.models.prompts import IGNORE_INDEX
 from ablate.models.vlm import build_vlm
 from ablate.train.loop import build_optimizer, train_step
 from ablate.train.stages import apply, count_parameters, plan
@@ -30,7 +32,7 @@ from ablate.train.strategy import parallelize
 TINY = ["vision=tiny-clip", "llm=tiny-llama", "train=tiny", "data=shapes", "eval=shapes"]
 
 
-def synthetic_batch(model: torch.nn.Module, batch: int, seq_len: int) -> dict:
+def synthetic_batch(model: torch.nn.Module, batch: int, seq_len: int, answer_tokens: int = 0) -> dict:
     pixels = model.image_transform(Image.new("RGB", (64, 48), (120, 30, 200)))
     if isinstance(pixels, dict):
         pixel_values = {k: v.unsqueeze(0).repeat(batch, 1, 1, 1) for k, v in pixels.items()}
@@ -40,8 +42,11 @@ def synthetic_batch(model: torch.nn.Module, batch: int, seq_len: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     input_ids = torch.randint(3, min(vocab, len(model.tokenizer)), (batch, seq_len), generator=gen)
     input_ids[:, 0] = model.tokenizer.bos_token_id if model.tokenizer.bos_token_id is not None else 1
+    labels = input_ids.clone()
+    if answer_tokens:
+        labels[:, : seq_len - answer_tokens] = IGNORE_INDEX
     return {"pixel_values": pixel_values, "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-            "labels": input_ids.clone(), "has_image": torch.ones(batch, dtype=torch.bool),
+            "labels": labels, "has_image": torch.ones(batch, dtype=torch.bool),
             "example_ids": [f"synthetic-{i}" for i in range(batch)]}
 
 
@@ -51,6 +56,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--answer-tokens", type=int, default=0, help="labels on the last N tokens only (0: all)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--stage", type=int, default=-1, help="index of the recipe stage whose freeze plan is used")
     ap.add_argument("--peak-tflops", type=float, default=989.0)
@@ -68,7 +74,7 @@ def main() -> None:
     model = parallelize(model, cfg, None, trainable=stage.trainable, device=device)
     optimizer = build_optimizer(model, stage)
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=device)
-    batch = synthetic_batch(model, args.batch, args.seq_len)
+    batch = synthetic_batch(model, args.batch, args.seq_len, args.answer_tokens)
     image_tokens = model.num_image_tokens
     tokens_per_step = args.batch * (args.seq_len + image_tokens)
 

@@ -25,8 +25,8 @@ DEMO_STUDY = Path(__file__).resolve().parents[2] / "sweeps" / "demo.yaml"
 # (full: < 12 min on 2 cores with the base-vs-chat axis; where the time went before and after: README.md)
 SIZES: dict[str, dict[str, Any]] = {
     "full": {"world": 2000, "seeds": None,
-             "pretrain": {"vision_steps": 600, "llm_steps": 1000, "chat_steps": 300}, "overrides": [
-                 "train.epochs=1", "eval.limit=null", "eval.max_new_tokens=32",
+             "pretrain": {"vision_steps": 600, "llm_steps": 800, "chat_steps": 200}, "overrides": [
+                 "train.epochs=1.5", "eval.limit=null", "eval.max_new_tokens=32",
                  "eval.benchmarks=[pope,vqav2,chair,lrv-neg]"]},
     "small": {"world": 240, "seeds": 1, "pretrain": {"vision_steps": 20, "llm_steps": 20, "chat_steps": 10},
               "overrides": ["train.max_steps=12", "eval.limit=24", "eval.max_new_tokens=12",
