@@ -1,7 +1,7 @@
 """A byte-bounded LRU cache of preprocessed pixels, keyed by image path, for the training datasets.
 
 Why it exists: an instruct mix asks several questions about each image (LLaVA-665K: ~1.8 records per COCO
-image; the shapes world: 3), and every record decoded and resized its image again -- on a CPU run that was a
+image; a presence-question mix: 3), and every record decoded and resized its image again -- on a CPU run that was a
 third of each step.  The image transforms are deterministic (no augmentation: Prismatic has none), so the
 tensor for a path is the same every time.  ``runtime.pixel_cache_mb`` bounds it (not part of the run identity:
 results are identical with or without it); a dataset on a real mix of 558K images mostly misses and costs only

@@ -83,10 +83,15 @@ def confined(base: str | Path, rel: str, what: str = "image path") -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=4096)
 def _real_folder(folder: str) -> str:
-    """A folder's resolved path, once per process (a dataset's records share a few folders: 558K records,
-    three ``realpath`` calls each, were a second of every run's start)."""
+    """A folder's resolved path, once per process and absolute path (a dataset's records share a few folders:
+    558K records, three ``realpath`` calls each, were a second of every run's start).  Keyed on the absolute
+    path: a relative folder means another one after a ``chdir``."""
+    return _real_absolute_folder(os.path.abspath(folder))
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_absolute_folder(folder: str) -> str:
     return os.path.realpath(folder)
 
 

@@ -176,6 +176,18 @@ def test_symlinked_image_folder_is_followed(tmp_path: Path) -> None:
     assert confined(tmp_path / "root" / "images", "x.png") == tmp_path / "root/images/x.png"
 
 
+def test_relative_root_means_the_folder_under_the_current_directory(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same relative root in two working directories (two runs in one process, as the tests do): each
+    check resolves it under its own cwd, so a file inside the second root is not called an escape."""
+    for name in ("one", "two"):
+        images = tmp_path / name / "data" / "images"
+        images.mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(images / "x.png")
+        monkeypatch.chdir(tmp_path / name)
+        assert confined("data/images", "x.png") == Path("data/images/x.png")
+
+
 def test_benchmark_image_path_escape_is_refused(copy: Path, capsys) -> None:
     pope = copy / "eval/pope/coco/coco_pope_random.json"
     rows = [json.loads(line) for line in pope.read_text().splitlines()]

@@ -66,7 +66,9 @@ def test_extra_sbatch_keys_and_values_are_checked() -> None:
         check_launcher_strings(launcher)
 
 
-def test_the_executor_itself_refuses_an_unchecked_partition(tmp_path: Path) -> None:
+@pytest.mark.slurm
+def test_the_executor_itself_refuses_an_unchecked_partition(slurm_cluster: str, tmp_path: Path) -> None:
+    """submitit's SlurmExecutor needs ``srun`` on the PATH: on a fresh machine the cluster fixture installs it."""
     from ablate.launch import slurm_executor
 
     launcher = OmegaConf.load(REPO / "conf" / "launcher" / "slurm.yaml")
