@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ablate.data.pixel_cache import PixelCache
 from ablate.data.untrusted import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageTooLargeError,
@@ -224,8 +225,6 @@ class LlavaDataset:
                  image_transform: Callable[[Image.Image], Any], *, max_length: int,
                  on_bad_example: str = "skip", stats: DataStats | None = None, align: bool = False,
                  max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS, pixel_cache_mb: float = 0) -> None:
-        from ablate.data.pixel_cache import PixelCache
-
         self.records = list(records)
         self.pixel_cache = PixelCache(int(pixel_cache_mb * 2**20))  # records sharing an image decode it once
         self.align = align

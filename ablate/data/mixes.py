@@ -114,4 +114,4 @@ def build_dataset(cfg: Any, stage_data: str, tokenizer: Any, prompt_format: Any,
     return LlavaDataset(mix.records, tokenizer, prompt_format, image_transform, max_length=cfg.llm.max_length,
                         on_bad_example=cfg.data.on_bad_example, stats=mix.stats, align=stage_data == "align",
                         max_image_pixels=cfg.data.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS),
-                        pixel_cache_mb=float(cfg.runtime.get("pixel_cache_mb", 0) or 0))
+                        pixel_cache_mb=float(cfg.runtime.get("pixel_cache_mb", 0)))  # run configs before it: off

@@ -1,11 +1,11 @@
 """A byte-bounded LRU cache of preprocessed pixels, keyed by image path, for the training datasets.
 
-Why it exists: an instruct mix asks several questions about each image (LLaVA-665K: ~1.8 records per COCO
-image; a presence-question mix: 3), and every record decoded and resized its image again -- on a CPU run that was a
-third of each step.  The image transforms are deterministic (no augmentation: Prismatic has none), so the
-tensor for a path is the same every time.  ``runtime.pixel_cache_mb`` bounds it (not part of the run identity:
-results are identical with or without it); a dataset on a real mix of 558K images mostly misses and costs only
-the bookkeeping.
+Why it exists: an instruct mix asks several questions about some images (a presence-question mix: 3 records
+per image), and every record decoded and resized its image again.  The image transforms are deterministic (no
+augmentation: Prismatic has none), so the tensor for a path is the same every time.  ``runtime.pixel_cache_mb``
+bounds it per dataset and per process (each DataLoader worker holds its own); it is not part of the run
+identity: the pixels are identical with or without it (tests/data/test_pixel_cache.py).  A mix of 558K distinct
+images mostly misses and costs only the bookkeeping.
 """
 
 from __future__ import annotations

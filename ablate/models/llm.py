@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from ablate.config import ConfigError
+from ablate.models.prompts import IGNORE_INDEX
 from ablate.registry import option_path
 
 log = logging.getLogger(__name__)
@@ -191,13 +193,10 @@ def build_llm(llm_cfg: Any, tokenizer: Any, *, dtype: torch.dtype = torch.float3
 def target_loss(llm: Any, labels: torch.Tensor, **inputs: Any) -> torch.Tensor:
     """HF's causal-LM loss (targets = ``labels`` shifted by one; float32 cross-entropy, mean over the targets
     that are not IGNORE_INDEX) with the LM head applied only at the positions that predict a target
-    (``logits_to_keep`` as a boolean mask, which every HF causal LM takes): the logits of image, prompt and
+    (``logits_to_keep`` as a boolean mask: transformers' ``slice_logits_to_keep``, which the llama, mistral
+    and phi classes call; tests/models/test_specs.py checks every LM config): the logits of image, prompt and
     padding positions -- most of a batch, and at a 32K vocabulary most of a step's activation memory -- are
-    never computed.  Same value and gradients as ``llm(**inputs, labels=labels).loss`` (tests/models/test_vlm.py)."""
-    import torch.nn.functional as F
-
-    from ablate.models.prompts import IGNORE_INDEX
-
+    never computed.  Same value and gradients as ``llm(**inputs, labels=labels).loss``."""
     targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
     keep = targets != IGNORE_INDEX
     logits = llm(**inputs, logits_to_keep=keep).logits

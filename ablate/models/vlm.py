@@ -210,12 +210,7 @@ class VLM(nn.Module):
         embeds, attn, labels, positions = self.merge(
             batch["input_ids"].to(device), batch["attention_mask"].to(device), batch["labels"].to(device),
             pixels, None if has_image is None else has_image.to(device))
-        return self.lm_loss(embeds, attn, positions, labels)
-
-    def lm_loss(self, embeds: torch.Tensor, attn: torch.Tensor, positions: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
-        """The LM's loss on the merged sequence (``ablate.models.llm.target_loss``: the LM head only where a
-        target is predicted)."""
+        # the LM head only where a target is predicted (same loss and gradients as HF's labels= loss)
         return target_loss(self.llm, labels, inputs_embeds=embeds, attention_mask=attn, position_ids=positions)
 
     # ------------------------------------------------------------------------------------------ inference

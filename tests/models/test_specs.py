@@ -137,3 +137,34 @@ def test_describe_a_study_covers_every_unique_run(tmp_path: Path) -> None:
     assert len(described) == 4
     assert len({f["llm"]["params"] for _, f in described}) == 1
     assert sorted(len(f["stages"]) for _, f in described) == [1, 1, 2, 2]
+
+
+@pytest.mark.parametrize("llm_id", LLM_CONFS)
+def test_target_loss_equals_hf_labels_loss_for_every_llm_family(llm_id: str) -> None:
+    """``target_loss`` hands HF a boolean ``logits_to_keep`` mask; each LM's own class (llama, mistral, phi:
+    ``slice_logits_to_keep``) must honour it.  Built from the LM's spec at a tiny size, random init: the loss
+    and every gradient equal ``llm(..., labels=labels).loss``, with a prompt and padding left unlabelled."""
+    from transformers import AutoModelForCausalLM
+
+    from ablate.models.llm import llm_config, target_loss
+    from ablate.models.prompts import IGNORE_INDEX
+
+    small = ["hidden_size=64", "intermediate_size=128", "num_hidden_layers=2", "num_attention_heads=4",
+             "num_key_value_heads=2", "vocab_size=128", "tokenizer_size=128"]
+    cfg = compose([f"llm={llm_id}"], check=False)
+    if cfg.llm.get("spec") is not None:
+        cfg = compose([f"llm={llm_id}", *[f"llm.spec.{s}" for s in small]], check=False)
+    torch.manual_seed(0)
+    llm = AutoModelForCausalLM.from_config(llm_config(cfg.llm, 128), dtype=torch.float32)
+    ids = torch.randint(3, 128, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[2, 9:] = 0  # a right-padded row
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[0, 7:], labels[1, 4:6], labels[2, 6:9] = ids[0, 7:], ids[1, 4:6], ids[2, 6:9]
+    params = [p for p in llm.parameters() if p.requires_grad]
+    hf = llm(input_ids=ids, attention_mask=mask, labels=labels).loss
+    hf_grads = torch.autograd.grad(hf, params)
+    ours = target_loss(llm, labels, input_ids=ids, attention_mask=mask)
+    torch.testing.assert_close(ours, hf)
+    for g, h in zip(torch.autograd.grad(ours, params), hf_grads, strict=True):
+        torch.testing.assert_close(g, h)

@@ -63,15 +63,15 @@ def test_forward_loss_is_mean_over_assistant_tokens(tiny_vlm):
 
 
 def test_forward_loss_and_gradients_equal_hf_labels_loss(tiny_vlm):
-    """The LM head runs only where a target is predicted (``VLM.lm_loss``); value and every gradient are
-    those of HF's own ``labels=`` loss over all positions."""
+    """``forward`` runs the LM head only where a target is predicted (``target_loss``); value and every
+    gradient are those of HF's own ``labels=`` loss over all positions of the merged sequence."""
     batch = collate(tiny_vlm, CONVS, [RED, BLUE], [True, True])
     embeds, attn, labels, pos = tiny_vlm.merge(batch["input_ids"], batch["attention_mask"], batch["labels"],
                                                batch["pixel_values"], batch["has_image"])
     hf = tiny_vlm.llm(inputs_embeds=embeds, attention_mask=attn, position_ids=pos, labels=labels).loss
     params = [p for p in tiny_vlm.parameters() if p.requires_grad]  # the LM's and the projector's
     hf_grads = torch.autograd.grad(hf, params, retain_graph=True, allow_unused=True)
-    ours = tiny_vlm.lm_loss(embeds, attn, pos, labels)
+    ours = tiny_vlm(batch)
     grads = torch.autograd.grad(ours, params, allow_unused=True)
     torch.testing.assert_close(ours, hf)
     assert sum(g is not None for g in hf_grads) > 10
